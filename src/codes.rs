@@ -1,0 +1,54 @@
+//! Finding the SMTP reply code and the enhanced status code in free text.
+
+use regex::Regex;
+use std::sync::LazyLock;
+
+static REPLY: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?:^|[\s:;(\[\x22'<>=])([245][0-5][0-9])(?:[\s\-.,:;)\]]|$)").unwrap());
+static STATUS: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"(?:^|[^\d.])([245])\.(\d{1,3})\.(\d{1,3})(?:[^\d.]|\.(?:\D|$)|$)").unwrap());
+
+/// The codes found in a text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FoundCodes {
+    pub reply_code: Option<u16>,
+    pub status: Option<String>,
+}
+
+impl FoundCodes {
+    pub fn as_query<'a>(&'a self, text: &'a str) -> crate::kb::Query<'a> {
+        crate::kb::Query { reply_code: self.reply_code, status: self.status.as_deref(), text }
+    }
+}
+
+/// First basic reply code (2xx/4xx/5xx) in `text`.
+pub fn reply_code(text: &str) -> Option<u16> {
+    REPLY.captures(text).and_then(|c| c[1].parse().ok())
+}
+
+/// First enhanced status code (class.subject.detail) in `text`.
+pub fn status(text: &str) -> Option<String> {
+    STATUS.captures(text).map(|c| format!("{}.{}.{}", &c[1], &c[2], &c[3]))
+}
+
+/// Codes found in a free text such as "550 5.1.1 <x@y>: User unknown".
+pub fn query_for_text(text: &str) -> FoundCodes {
+    FoundCodes { reply_code: reply_code(text), status: status(text) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_codes() {
+        let f = query_for_text("550-5.1.1 The email account that you tried to reach does not exist");
+        assert_eq!(f.reply_code, Some(550));
+        assert_eq!(f.status.as_deref(), Some("5.1.1"));
+        assert_eq!(reply_code("smtp; 553 sorry, relaying denied"), Some(553));
+        assert_eq!(reply_code("host 192.168.250.1 said"), None);
+        assert_eq!(status("#5.1.1 SMTP; 550"), Some("5.1.1".into()));
+        assert_eq!(status("version 10.5.1.2 build"), None);
+        assert_eq!(status("Status: 4.7.27."), Some("4.7.27".into()));
+    }
+}

@@ -1,0 +1,67 @@
+//! Bounce detection and parsing: RFC 3464/6522/6533 reports and the non-standard
+//! bounces real MTAs send, reduced to per-recipient facts.
+
+use serde::Serialize;
+
+/// What a message turned out to be.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Detection {
+    /// A delivery report (failure, delay, ...) with what could be learned from it.
+    Bounce(Bounce),
+    /// Not a bounce; the string says why (e.g. "no null sender and no report part").
+    NotBounce(String),
+}
+
+/// A parsed bounce.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Bounce {
+    /// Which parser understood it: "rfc3464", "qmail", "exim", "sendmail", "exchange", ...
+    pub format: &'static str,
+    /// `Reporting-MTA` or the host named in the text.
+    pub reporting_mta: Option<String>,
+    /// One entry per recipient, in report order.
+    pub recipients: Vec<RecipientFacts>,
+    /// Facts about the returned (original) message, if it was included.
+    pub original: OriginalMessage,
+}
+
+/// Facts about one recipient, as the report states them (all strings trimmed,
+/// unfolded, control characters removed; none interpreted yet).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct RecipientFacts {
+    /// Final-Recipient address without the `rfc822;` type (or the address named in the text).
+    pub address: Option<String>,
+    pub original_recipient: Option<String>,
+    /// failed, delayed, delivered, relayed, expanded (lower case).
+    pub action: Option<String>,
+    /// Enhanced status code as reported, e.g. "5.1.1".
+    pub status: Option<String>,
+    /// SMTP basic reply code found in the diagnostic, e.g. 550.
+    pub reply_code: Option<u16>,
+    /// The remote server's text (Diagnostic-Code without the `smtp;` type, or the
+    /// quoted reply in a non-standard bounce), multi-line replies joined with spaces.
+    pub diagnostic: Option<String>,
+    pub remote_mta: Option<String>,
+    /// SMTP command the failure followed, if stated (RCPT, DATA, MAIL, CONN, ...).
+    pub command: Option<String>,
+    pub last_attempt: Option<String>,
+    pub will_retry_until: Option<String>,
+}
+
+/// Headers of the returned message that the rewriter and the language choice need.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct OriginalMessage {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub subject: Option<String>,
+    pub message_id: Option<String>,
+    pub date: Option<String>,
+    pub content_language: Option<String>,
+    pub accept_language: Option<String>,
+}
+
+/// Detect and parse a bounce.
+pub fn parse(raw: &[u8]) -> Detection {
+    let _ = raw;
+    Detection::NotBounce("bounce parser not implemented yet".into())
+}

@@ -1,0 +1,212 @@
+//! The knowledge base: causes and rules from TOML, compiled once into a matcher.
+//!
+//! Matching picks the most specific evidence: a text pattern beats an enhanced status
+//! code, which beats a basic reply code; within a tier, a rule that also constrains the
+//! status or code beats one that does not, then `priority`, then load order.
+
+mod builtin;
+mod load;
+mod model;
+
+pub use load::REASONS;
+pub use model::{Cause, Evidence, Rule, Texts, Who};
+
+use anyhow::{bail, Context, Result};
+use regex::{RegexSet, RegexSetBuilder};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// What is known about one failure, for lookup.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<'a> {
+    pub reply_code: Option<u16>,
+    /// Enhanced status, e.g. "5.1.1".
+    pub status: Option<&'a str>,
+    /// Diagnostic text (may be empty).
+    pub text: &'a str,
+}
+
+/// The rule that won and the cause it names.
+#[derive(Debug, Clone, Copy)]
+pub struct Match<'a> {
+    pub rule: &'a Rule,
+    pub cause: &'a Cause,
+}
+
+/// Causes and compiled rules.
+pub struct KnowledgeBase {
+    causes: Vec<Cause>,
+    cause_index: HashMap<String, usize>,
+    rules: Vec<Rule>,
+    /// Cause index of each rule.
+    rule_cause: Vec<usize>,
+    /// Patterns of the text rules, in the order of `pattern_rules`.
+    patterns: RegexSet,
+    pattern_rules: Vec<usize>,
+    /// Rules without a pattern.
+    code_rules: Vec<usize>,
+}
+
+impl KnowledgeBase {
+    /// The knowledge base compiled into the binary.
+    pub fn builtin() -> Result<Self> {
+        Self::from_sources(&builtin::sources())
+    }
+
+    /// The built-in knowledge base extended or overridden by the admin's files, in order.
+    pub fn with_files<P: AsRef<Path>>(files: &[P]) -> Result<Self> {
+        let mut sources = builtin::sources();
+        for f in files {
+            let path = f.as_ref();
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read knowledge base {}", path.display()))?;
+            sources.push((path.display().to_string(), text));
+        }
+        Self::from_sources(&sources)
+    }
+
+    /// Compile `(name, toml)` sources, later ones overriding earlier ones.
+    pub fn from_sources(sources: &[(String, String)]) -> Result<Self> {
+        let merged = load::merge(sources)?;
+        let cause_index: HashMap<String, usize> =
+            merged.causes.iter().enumerate().map(|(i, c)| (c.id.clone(), i)).collect();
+        let mut rule_cause = Vec::with_capacity(merged.rules.len());
+        for r in &merged.rules {
+            match cause_index.get(&r.cause) {
+                Some(&i) => rule_cause.push(i),
+                None => bail!("rule {}: unknown cause {:?}", r.id, r.cause),
+            }
+        }
+        let (pattern_rules, code_rules): (Vec<usize>, Vec<usize>) =
+            (0..merged.rules.len()).partition(|&i| merged.rules[i].pattern.is_some());
+        for &i in &pattern_rules {
+            let r = &merged.rules[i];
+            regex::RegexBuilder::new(r.pattern.as_deref().unwrap_or_default())
+                .case_insensitive(true)
+                .build()
+                .with_context(|| format!("rule {}: invalid pattern", r.id))?;
+        }
+        let patterns = RegexSetBuilder::new(pattern_rules.iter().map(|&i| merged.rules[i].pattern.as_deref().unwrap_or_default()))
+            .case_insensitive(true)
+            .size_limit(64 << 20)
+            .build()
+            .context("compiling knowledge-base patterns")?;
+        Ok(KnowledgeBase {
+            causes: merged.causes,
+            cause_index,
+            rules: merged.rules,
+            rule_cause,
+            patterns,
+            pattern_rules,
+            code_rules,
+        })
+    }
+
+    pub fn causes(&self) -> &[Cause] {
+        &self.causes
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    pub fn cause(&self, id: &str) -> Option<&Cause> {
+        self.cause_index.get(id).map(|&i| &self.causes[i])
+    }
+
+    /// The most specific rule matching `q`, if any.
+    pub fn lookup(&self, q: &Query) -> Option<Match<'_>> {
+        let text_hits = self.patterns.matches(q.text).into_iter().map(|k| self.pattern_rules[k]);
+        let best = text_hits
+            .chain(self.code_rules.iter().copied())
+            .filter(|&i| constraints_hold(&self.rules[i], q))
+            .max_by_key(|&i| (self.score(i), std::cmp::Reverse(i)))?;
+        Some(Match { rule: &self.rules[best], cause: &self.causes[self.rule_cause[best]] })
+    }
+
+    fn score(&self, i: usize) -> (Evidence, u8, bool, i32) {
+        let r = &self.rules[i];
+        let status_rank = r.status.as_deref().map_or(0, status_specificity);
+        (r.evidence(), status_rank, !r.codes.is_empty(), r.priority)
+    }
+
+    /// The rules whose `examples` do not match the rule itself, as "rule: example" lines.
+    pub fn failing_examples(&self) -> Vec<String> {
+        let mut bad = Vec::new();
+        for r in &self.rules {
+            for ex in &r.examples {
+                let q = crate::codes::query_for_text(ex);
+                let got = self.lookup(&q.as_query(ex)).map(|m| m.rule.id.as_str());
+                if got != Some(r.id.as_str()) {
+                    bad.push(format!("{}: {ex:?} matched {:?}", r.id, got));
+                }
+            }
+        }
+        bad
+    }
+}
+
+fn constraints_hold(r: &Rule, q: &Query) -> bool {
+    if !r.codes.is_empty() && !q.reply_code.is_some_and(|c| r.codes.contains(&c)) {
+        return false;
+    }
+    match &r.status {
+        None => true,
+        Some(p) => q.status.is_some_and(|s| status_matches(p, s)),
+    }
+}
+
+/// Higher is more specific: "5.7.1" > "x.7.1" > "5.7.*" > "x.7.*".
+fn status_specificity(p: &str) -> u8 {
+    let any_class = p.starts_with('x');
+    let any_detail = p.ends_with('*');
+    match (any_class, any_detail) {
+        (false, false) => 4,
+        (true, false) => 3,
+        (false, true) => 2,
+        (true, true) => 1,
+    }
+}
+
+/// Does status pattern `p` ("5.7.1", "x.7.1", "5.7.*", "x.7.*") match status `s`?
+pub fn status_matches(p: &str, s: &str) -> bool {
+    let mut pp = p.split('.');
+    let mut ss = s.split('.');
+    for _ in 0..3 {
+        match (pp.next(), ss.next()) {
+            (Some(a), Some(b)) if a == "x" || a == "*" || a.eq_ignore_ascii_case(b) => {}
+            _ => return false,
+        }
+    }
+    ss.next().is_none()
+}
+
+/// Check a status pattern's shape.
+fn status_pattern_valid(p: &str) -> Result<()> {
+    let parts: Vec<&str> = p.split('.').collect();
+    let ok = parts.len() == 3
+        && matches!(parts[0], "2" | "4" | "5" | "x" | "X")
+        && (parts[1] == "*" || parts[1].parse::<u16>().is_ok_and(|n| n < 1000))
+        && (parts[2] == "*" || parts[2].parse::<u16>().is_ok_and(|n| n < 1000));
+    if !ok {
+        bail!("invalid status pattern {p:?} (want e.g. \"5.1.1\", \"x.1.1\" or \"5.7.*\")");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_patterns() {
+        assert!(status_matches("5.1.1", "5.1.1"));
+        assert!(status_matches("x.1.1", "4.1.1"));
+        assert!(status_matches("5.7.*", "5.7.26"));
+        assert!(!status_matches("5.7.*", "4.7.26"));
+        assert!(!status_matches("5.1.1", "5.1.10"));
+        assert!(status_pattern_valid("x.7.*").is_ok());
+        assert!(status_pattern_valid("6.1.1").is_err());
+        assert!(status_pattern_valid("5.1").is_err());
+    }
+}

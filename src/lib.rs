@@ -1,0 +1,10 @@
+//! plainbounce: recognise bounce messages, find out why delivery failed, and rewrite the
+//! human-readable part in plain language.
+//!
+//! The flow is `detect/parse (dsn) → classify (kb) → render → rewrite`; the doors (CLI,
+//! milter, filter) are thin adapters around it.
+
+pub mod classify;
+pub mod codes;
+pub mod dsn;
+pub mod kb;
