@@ -8,3 +8,5 @@ pub mod classify;
 pub mod codes;
 pub mod dsn;
 pub mod kb;
+pub mod config;
+pub mod engine;

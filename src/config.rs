@@ -1,0 +1,47 @@
+//! Configuration: one TOML file, with an embedded default so the program runs without one.
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+/// The embedded default configuration (also installed as the documented example).
+pub const EMBEDDED: &str = include_str!("../config/plainbounce.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Milter socket: "inet:PORT@HOST" or "unix:/path".
+    pub socket: String,
+    /// Postfix socketmap socket for reply footers (off when absent).
+    #[serde(default)]
+    pub socketmap: Option<String>,
+    /// Messages with a larger body pass through untouched (bytes).
+    pub max_body: usize,
+    /// Time budget for rewriting one message (milliseconds); over it, the message passes.
+    pub timeout_ms: u64,
+    /// tracing filter, e.g. "info" or "plainbounce=debug".
+    pub log_level: String,
+    /// Directory with templates that override the built-in ones.
+    #[serde(default)]
+    pub template_dir: Option<PathBuf>,
+    /// Knowledge-base files that extend or override the built-in one.
+    #[serde(default)]
+    pub kb_files: Vec<PathBuf>,
+}
+
+impl Config {
+    /// The embedded default.
+    pub fn embedded() -> Config {
+        Self::parse(EMBEDDED, "embedded default").expect("embedded default config is valid")
+    }
+
+    /// Read and validate a file.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read config {}", path.display()))?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    pub fn parse(text: &str, name: &str) -> Result<Config> {
+        toml::from_str(text).with_context(|| format!("{name}: invalid configuration"))
+    }
+}
