@@ -15,6 +15,8 @@ pub enum Detection {
 /// A parsed bounce.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Bounce {
+    /// Delivery report (the only kind that is rewritten), ARF feedback, or auto-reply.
+    pub kind: ReportKind,
     /// Which parser understood it: "rfc3464", "qmail", "exim", "sendmail", "exchange", ...
     pub format: &'static str,
     /// `Reporting-MTA` or the host named in the text.
@@ -23,6 +25,26 @@ pub struct Bounce {
     pub recipients: Vec<RecipientFacts>,
     /// Facts about the returned (original) message, if it was included.
     pub original: OriginalMessage,
+}
+
+/// What sort of automatic report a message is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReportKind {
+    /// A delivery status notification: failed, delayed, delivered, relayed, expanded.
+    #[default]
+    Delivery,
+    /// An ARF (RFC 5965) abuse/feedback report: not a bounce, never rewritten.
+    Feedback,
+    /// An RFC 3834 auto-reply (vacation): not a bounce, never rewritten.
+    AutoReply,
+}
+
+impl Bounce {
+    /// True for delivery reports, the only kind plainbounce rewrites.
+    pub fn is_delivery_report(&self) -> bool {
+        self.kind == ReportKind::Delivery
+    }
 }
 
 /// Facts about one recipient, as the report states them (all strings trimmed,
