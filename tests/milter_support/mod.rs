@@ -189,3 +189,14 @@ pub fn config_text(set: &[(&str, toml::Value)]) -> String {
     }
     toml::to_string(&table).unwrap()
 }
+
+/// Wait (up to 10 s) for a condition that follows from a command without a reply.
+pub async fn eventually(cond: impl Fn() -> bool) {
+    for _ in 0..1000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("condition not reached");
+}
