@@ -27,6 +27,27 @@ pub struct Config {
     /// Knowledge-base files that extend or override the built-in one.
     #[serde(default)]
     pub kb_files: Vec<PathBuf>,
+    /// Permissions of a unix milter socket, in octal (e.g. "0660").
+    #[serde(default = "default_socket_mode")]
+    pub socket_mode: String,
+    /// Look only at messages with a null sender (bounces); others pass at MAIL FROM.
+    #[serde(default = "default_true")]
+    pub only_null_sender: bool,
+    /// Milter connections served at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+}
+
+fn default_socket_mode() -> String {
+    "0660".into()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_max_connections() -> usize {
+    100
 }
 
 impl Config {
