@@ -10,3 +10,5 @@ pub mod dsn;
 pub mod kb;
 pub mod config;
 pub mod engine;
+pub mod footer;
+pub mod socketmap;
