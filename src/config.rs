@@ -36,6 +36,9 @@ pub struct Config {
     /// Milter connections served at once.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Postfix reply footers: wording and socketmap server limits.
+    #[serde(default)]
+    pub footer: FooterConfig,
 }
 
 fn default_socket_mode() -> String {
@@ -48,6 +51,41 @@ fn default_true() -> bool {
 
 fn default_max_connections() -> usize {
     100
+}
+
+/// `[footer]`: the texts appended to Postfix's own rejections (socketmap and static table).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FooterConfig {
+    /// Language of the map name `footer` (`footer-LANG` picks another one per listener).
+    pub lang: String,
+    /// "short": title and remedy; "full": title, explanation and remedy.
+    pub style: FooterStyle,
+    /// Time a client has to send one complete request once it has started (milliseconds).
+    pub request_timeout_ms: u64,
+    /// An idle connection is closed after this long (milliseconds).
+    pub idle_timeout_ms: u64,
+    /// Connections served at once; further ones are closed at once.
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FooterStyle {
+    Short,
+    Full,
+}
+
+impl Default for FooterConfig {
+    fn default() -> Self {
+        FooterConfig {
+            lang: "en".into(),
+            style: FooterStyle::Short,
+            request_timeout_ms: 5_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 64,
+        }
+    }
 }
 
 impl Config {

@@ -12,3 +12,5 @@ pub mod config;
 pub mod engine;
 pub mod logging;
 pub mod milter;
+pub mod footer;
+pub mod socketmap;
