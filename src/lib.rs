@@ -10,3 +10,7 @@ pub mod dsn;
 pub mod kb;
 pub mod config;
 pub mod engine;
+pub mod policy;
+pub mod render;
+pub mod rewrite;
+pub mod sanitize;
