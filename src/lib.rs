@@ -14,3 +14,7 @@ pub mod logging;
 pub mod milter;
 pub mod footer;
 pub mod socketmap;
+pub mod policy;
+pub mod render;
+pub mod rewrite;
+pub mod sanitize;
