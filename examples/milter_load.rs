@@ -359,10 +359,14 @@ fn header_fields(head: &[u8]) -> Vec<(String, String)> {
     out
 }
 
+/// The address in a To: value, as `<addr>`: `Name <a@b>` or a bare `a@b`.
 fn angle_addr(v: &str) -> Option<String> {
-    let start = v.find('<')?;
-    let end = start + v[start..].find('>')?;
-    Some(v[start..=end].to_string())
+    if let Some(start) = v.find('<') {
+        let end = start + v[start..].find('>')?;
+        return Some(v[start..=end].to_string());
+    }
+    let bare = v.split([',', ' ', '\t', '\n']).find(|w| w.contains('@'))?;
+    Some(format!("<{bare}>"))
 }
 
 fn to_crlf(body: &[u8]) -> Vec<u8> {
