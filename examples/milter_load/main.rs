@@ -1,14 +1,15 @@
-//! Milter load generator: plays the MTA side of the milter protocol (through
-//! indymilter-test) against a running milter, with N concurrent sessions sending the same
-//! message over and over, and reports throughput and latency as one JSON line.
+//! Milter load generator: plays the MTA side of the milter protocol (`mta.rs`) against a
+//! running milter, with N concurrent sessions sending the same message over and over, and
+//! reports throughput and latency as one JSON line.
 //!
 //! Usage:
 //!   milter_load --addr 127.0.0.1:PORT --file MSG [--sessions N] [--messages M]
 //!               [--max-seconds S] [--rate R] [--sender ADDR] [--pad-to BYTES]
 //!
-//! Each session opens one milter connection (negotiation is not timed) and then sends
-//! messages one after another, as an MTA does on one connection: MAIL, RCPT, headers,
-//! end of headers, body, end of message, skipping the stages the milter negotiated away.
+//! Each session opens one milter connection (negotiation, connect and HELO are not timed)
+//! and then sends messages one after another, as an MTA does on one connection: MAIL,
+//! RCPT, DATA, headers, end of headers, body, end of message (with the queue id if the
+//! milter asked for it), skipping the stages the milter negotiated away.
 //! A message's latency runs from MAIL to the milter's final end-of-message reply.
 //! The run stops after M messages in all or S seconds, whichever comes first.
 //! Without `--rate` each session sends the next message as soon as the last is done
@@ -18,7 +19,9 @@
 //! `--pad-to` grows a bounce to about that many bytes by adding lines to the end of its
 //! returned message (the last MIME part), to test large bounces.
 
-use indymilter_test::{EomAction, Status, TestConnection, TestError};
+mod mta;
+
+use mta::{End, Mail, Mta};
 use serde_json::json;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,13 +40,9 @@ struct Args {
     pad_to: usize,
 }
 
-/// The message as an MTA hands it to a milter: header fields, then a CRLF body.
+/// The message and its size in the file (after padding).
 struct Message {
-    sender: String,
-    recipient: String,
-    headers: Vec<(String, String)>,
-    /// Leaked once so every send shares it without copying (`Bytes::from_static`).
-    body: &'static [u8],
+    mail: Mail,
     size: usize,
 }
 
@@ -76,7 +75,11 @@ async fn main() -> ExitCode {
 
     let mut conns = Vec::with_capacity(args.sessions);
     for _ in 0..args.sessions {
-        match open(&args.addr).await {
+        let opened = match Mta::open(&args.addr).await {
+            Ok(mut c) => c.greet().await.map(|()| c),
+            Err(e) => Err(e),
+        };
+        match opened {
             Ok(c) => conns.push(c),
             Err(e) => {
                 eprintln!("milter_load: cannot open a milter session on {}: {e}", args.addr);
@@ -85,7 +88,7 @@ async fn main() -> ExitCode {
         }
     }
 
-    let stages = negotiated_stages(&conns[0]);
+    let stages = conns[0].stages();
     let tickets = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(args.max_seconds);
@@ -115,36 +118,9 @@ fn pacing(rate: f64, n: usize, i: usize, start: Instant) -> Option<(Instant, Dur
     Some((first, Duration::from_secs_f64(n as f64 / rate)))
 }
 
-/// The message stages the milter asked for, e.g. "mail,rcpt,header,eoh,body" (for
-/// starting the no-op baseline with the same ones).
-fn negotiated_stages(conn: &TestConnection) -> String {
-    use indymilter::ProtoOpts as O;
-    let opts = conn.negotiated_opts();
-    let all = [
-        ("connect", O::NO_CONNECT),
-        ("helo", O::NO_HELO),
-        ("mail", O::NO_MAIL),
-        ("rcpt", O::NO_RCPT),
-        ("data", O::NO_DATA),
-        ("header", O::NO_HEADER),
-        ("eoh", O::NO_EOH),
-        ("body", O::NO_BODY),
-    ];
-    let on: Vec<&str> = all.iter().filter(|(_, off)| !opts.contains(*off)).map(|(name, _)| *name).collect();
-    on.join(",")
-}
-
-async fn open(addr: &str) -> Result<TestConnection, TestError> {
-    TestConnection::configure()
-        .read_timeout(Duration::from_secs(10))
-        .write_timeout(Duration::from_secs(10))
-        .open_tcp(addr)
-        .await
-}
-
-/// One MTA connection: connect/helo once, then messages until the tickets or time run out.
+/// One MTA connection (already greeted): messages until the tickets or the time run out.
 async fn session(
-    mut conn: TestConnection,
+    mut conn: Mta,
     msg: Arc<Message>,
     tickets: Arc<AtomicU64>,
     max: u64,
@@ -152,10 +128,6 @@ async fn session(
     pace: Option<(Instant, Duration)>,
 ) -> SessionResult {
     let mut res = SessionResult::default();
-    if let Err(e) = greet(&mut conn).await {
-        res.error = Some(e.to_string());
-        return res;
-    }
     for k in 0u32.. {
         if let Some((first, every)) = pace {
             let at = first + every * k;
@@ -169,17 +141,15 @@ async fn session(
             break;
         }
         let t0 = Instant::now();
-        match send(&mut conn, &msg).await {
-            Ok(outcome) => {
+        match conn.send(&msg.mail).await {
+            Ok(end) => {
                 res.latencies.push(t0.elapsed());
-                match outcome {
-                    Some(actions) => {
-                        res.rewritten += u64::from(actions.iter().any(|a| matches!(a, EomAction::ReplaceBody { .. })));
-                        res.header_changes += u64::from(actions.iter().any(|a| {
-                            matches!(a, EomAction::AddHeader { .. } | EomAction::ChangeHeader { .. } | EomAction::InsertHeader { .. })
-                        }));
+                match end {
+                    End::Eom { replaced_body, changed_headers } => {
+                        res.rewritten += u64::from(replaced_body);
+                        res.header_changes += u64::from(changed_headers);
                     }
-                    None => res.not_continued += 1,
+                    End::Early => res.not_continued += 1,
                 }
             }
             Err(e) => {
@@ -190,56 +160,6 @@ async fn session(
     }
     let _ = conn.close().await;
     res
-}
-
-async fn greet(conn: &mut TestConnection) -> Result<(), TestError> {
-    let opts = conn.negotiated_opts();
-    if !opts.contains(indymilter::ProtoOpts::NO_CONNECT) {
-        let ip: std::net::IpAddr = [192, 0, 2, 25].into();
-        conn.connect("client.bench.invalid", (ip, 25)).await?;
-    }
-    if !opts.contains(indymilter::ProtoOpts::NO_HELO) {
-        conn.helo("client.bench.invalid").await?;
-    }
-    Ok(())
-}
-
-/// Send one message. `Some(actions)` when it ran to end-of-message, `None` when the milter
-/// ended it early (accept, reject, ...), as an MTA would then stop calling it.
-/// No macros are sent: indymilter-test writes each packet separately and cannot set
-/// TCP_NODELAY, so a macro packet followed by a command would measure Nagle's delay.
-async fn send(conn: &mut TestConnection, msg: &Message) -> Result<Option<Vec<EomAction>>, TestError> {
-    use indymilter::ProtoOpts as O;
-    let opts = conn.negotiated_opts();
-    let go = |s: Status| matches!(s, Status::Continue | Status::Noreply);
-
-    if !opts.contains(O::NO_MAIL) && !go(conn.mail([msg.sender.as_str()]).await?) {
-        return Ok(None);
-    }
-    if !opts.contains(O::NO_RCPT) && !go(conn.rcpt([msg.recipient.as_str()]).await?) {
-        return Ok(None);
-    }
-    if !opts.contains(O::NO_DATA) && !go(conn.data().await?) {
-        return Ok(None);
-    }
-    if !opts.contains(O::NO_HEADER) {
-        for (name, value) in &msg.headers {
-            if !go(conn.header(name.as_str(), value.as_str()).await?) {
-                return Ok(None);
-            }
-        }
-    }
-    if !opts.contains(O::NO_EOH) && !go(conn.eoh().await?) {
-        return Ok(None);
-    }
-    if !opts.contains(O::NO_BODY) && !msg.body.is_empty() {
-        match conn.body(msg.body).await? {
-            Status::Continue | Status::Noreply | Status::Skip => {}
-            _ => return Ok(None),
-        }
-    }
-    let (actions, _status) = conn.eom().await?;
-    Ok(Some(actions.actions))
 }
 
 fn report(args: &Args, msg: &Message, stages: &str, results: &[SessionResult], elapsed: Duration) -> ExitCode {
@@ -328,7 +248,9 @@ fn load_message(args: &Args) -> Result<Message, String> {
     // A bounce comes from the null sender; anything else from its Return-Path or From.
     let sender = args.sender.clone().or_else(|| find("Return-Path")).unwrap_or_else(|| "<sender@bench.invalid>".into());
     let recipient = find("To").and_then(|v| angle_addr(&v)).unwrap_or_else(|| "<rcpt@bench.invalid>".into());
-    Ok(Message { sender, recipient, headers, body: Vec::leak(to_crlf(body)), size: raw.len() })
+    // Leaked once, so that every session sends it without copies.
+    let body = Vec::leak(to_crlf(body));
+    Ok(Message { mail: Mail { sender, recipient, headers, body }, size: raw.len() })
 }
 
 /// Header block and body, split at the first empty line.
