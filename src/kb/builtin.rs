@@ -13,6 +13,8 @@ const FILES: &[(&str, &str)] = kb_files![
     "rfc3463.toml",
     "seeds.toml",
     "patterns/mta.toml",
+    "patterns/google.toml",
+    "patterns/microsoft.toml",
     "lang/de.toml",
     "lang/fr.toml",
     "lang/es.toml",
