@@ -124,9 +124,8 @@ impl Footers {
 /// itself, so those get none.
 pub fn gives_footer(rule: &Rule) -> bool {
     match rule.evidence() {
-        Evidence::Text => true,
-        Evidence::StatusCode => !rule.status.as_deref().is_some_and(|s| s.ends_with(".0.0")),
-        Evidence::ReplyCode => false,
+        Evidence::Text | Evidence::StatusCode => true,
+        Evidence::GenericStatus | Evidence::ReplyCode => false,
     }
 }
 
