@@ -112,9 +112,11 @@ impl Footers {
         Some(layout(text, &shape, Escape::Socketmap))
     }
 
-    /// The prepared footer text of a cause (plain ASCII, not yet laid out).
+    /// The prepared footer text of a cause (plain ASCII, not yet laid out); English
+    /// when the knowledge base has no texts in `lang`.
     pub fn text(&self, cause: &str, lang: &str) -> Option<&str> {
-        let t = self.texts.get(&(cause.to_string(), lang.to_ascii_lowercase()))?;
+        let get = |l: &str| self.texts.get(&(cause.to_string(), l.to_string()));
+        let t = get(&lang.to_ascii_lowercase()).or_else(|| get("en"))?;
         (!t.is_empty()).then_some(t.as_str())
     }
 }

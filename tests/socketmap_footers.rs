@@ -1,0 +1,286 @@
+//! Footer texts as Postfix will send them, and the static pcre:/regexp: table.
+
+mod socketmap_support;
+
+use plainbounce::classify;
+use plainbounce::config::{Config, FooterStyle};
+use plainbounce::footer::table::{self, by_precedence, Format};
+use plainbounce::footer::{Answer, Footers};
+use plainbounce::kb::KnowledgeBase;
+use socketmap_support::*;
+use std::process::Command;
+
+const FULL_KB_KEYS: &[&str] = &[
+    RELAY_DENIED,
+    "452 4.2.2 <kim@example.org>: Recipient address rejected: mailbox full",
+    "550 5.1.1 <nobody@example.org>: Recipient address rejected: User unknown in local recipient table",
+    "554 5.7.1 <a@b>: rejected by test policy",
+];
+
+#[test]
+fn every_footer_line_fits_smtp() {
+    let long_address = format!("554 5.7.1 <{}@example.net>: Relay access denied", "x".repeat(380));
+    let multi_line = "550-5.1.1 first line\r\n550-5.1.1 second line\r\n550 5.1.1 <nobody@example.org>: User unknown";
+    let mut keys: Vec<String> = FULL_KB_KEYS.iter().map(|k| k.to_string()).collect();
+    keys.push(long_address);
+    keys.push(multi_line.to_string());
+    for style in [FooterStyle::Short, FooterStyle::Full] {
+        let footers = test_footers(style);
+        for lang in footers.languages() {
+            for key in &keys {
+                let template = footers.footer_for_reply(key, lang).unwrap_or_else(|| panic!("footer for {key}"));
+                let lines = postfix_expand(key, &template);
+                assert!(lines.len() > key.split("\r\n").count() || template.starts_with("\\c"));
+                // Lines of the reply itself are Postfix's; the footer's lines must fit.
+                let footer_lines = if template.starts_with("\\c") { key.split("\r\n").count() - 1 } else { key.split("\r\n").count() };
+                for line in &lines[footer_lines..] {
+                    assert_smtp_line(line);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn short_footer_continues_the_reply_line() {
+    let footers = test_footers(FooterStyle::Short);
+    let template = footers.footer_for_reply(RELAY_DENIED, "en").unwrap();
+    let lines = postfix_expand(RELAY_DENIED, &template);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with("554 5.7.1 <bob@example.net>: Relay access denied. "));
+}
+
+#[test]
+fn long_footer_is_wrapped_on_new_lines_with_the_codes() {
+    let footers = test_footers(FooterStyle::Full);
+    let key = "554 5.7.1 <a@b>: rejected by test policy";
+    let template = footers.footer_for_reply(key, "en").unwrap();
+    assert!(!template.starts_with("\\c"), "too long for the reply line: {template}");
+    let lines = postfix_expand(key, &template);
+    assert!(lines.len() >= 3, "{lines:?}");
+    assert_eq!(lines[0], "554-5.7.1 <a@b>: rejected by test policy");
+    for l in &lines[1..lines.len() - 1] {
+        assert!(l.starts_with("554-5.7.1 "), "{l}");
+    }
+    assert!(lines.last().unwrap().starts_with("554 5.7.1 "));
+    // Nothing lost: the words come back in order.
+    let words: Vec<&str> = lines[1..].iter().flat_map(|l| l[10..].split(' ')).collect();
+    let text = footers.text("test-long", "en").unwrap();
+    assert_eq!(words.join(" ").replace(' ', ""), text.replace(' ', ""));
+}
+
+#[test]
+fn texts_are_sanitised() {
+    let footers = test_footers(FooterStyle::Short);
+    let key = "452 4.2.2 <kim@example.org>: Recipient address rejected: mailbox full";
+    let en = footers.footer_for_reply(key, "en").unwrap();
+    // The KB text says "costs $0" and contains a literal "\n": Postfix must see neither a
+    // macro nor a line break request.
+    assert!(en.contains("$$0"), "{en}");
+    assert!(!en[2..].contains('\\'), "only the leading \\c may be an escape: {en}");
+    let de = footers.footer_for_reply(key, "de").unwrap();
+    assert!(de.is_ascii());
+    assert!(de.contains("Empfaengers") && de.contains("loeschen - danach"), "{de}");
+    for line in postfix_expand(key, &de) {
+        assert_smtp_line(&line);
+    }
+}
+
+#[test]
+fn only_specific_rules_give_footers() {
+    let footers = test_footers(FooterStyle::Short);
+    assert_eq!(footers.lookup("footer", "571 go away"), Answer::NotFound);
+    assert_eq!(footers.lookup("footer", "550 5.0.0 <x@y>: something odd"), Answer::NotFound);
+    assert_eq!(footers.lookup("footer", "599 9.9.9 qqq"), Answer::NotFound);
+    assert!(matches!(footers.lookup("footer", "550 5.1.1 <x@y>: no such user"), Answer::Footer(_)));
+    assert!(matches!(footers.lookup("footer-DE", RELAY_DENIED), Answer::Footer(_)));
+    assert_eq!(footers.lookup("footerde", RELAY_DENIED), Answer::UnknownMap);
+}
+
+#[test]
+fn config_picks_language_and_style() {
+    let kb = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/socketmap_kb.toml");
+    let base = strip_footer_section(plainbounce::config::EMBEDDED);
+    let toml = format!("{base}\nkb_files = [{kb:?}]\n\n[footer]\nlang = \"de\"\nstyle = \"full\"\n");
+    let config = Config::parse(&toml, "test").unwrap();
+    assert_eq!(config.footer.style, FooterStyle::Full);
+    let footers = Footers::from_config(&config).unwrap();
+    let Answer::Footer(f) = footers.lookup("footer", RELAY_DENIED) else { panic!("no footer") };
+    assert!(f.contains("Der Server moechte"), "{f}");
+    // A language without texts falls back to English.
+    let toml = format!("{base}\n[footer]\nlang = \"tlh\"\n");
+    let footers = Footers::from_config(&Config::parse(&toml, "test").unwrap()).unwrap();
+    let Answer::Footer(f) = footers.lookup("footer", RELAY_DENIED) else { panic!("no footer") };
+    assert!(f.contains(footers.text(&classify::explain_text(footers.kb(), RELAY_DENIED).cause.id, "en").unwrap()));
+    // Unknown keys in [footer] are refused.
+    assert!(Config::parse(&format!("{base}\n[footer]\nlanguage = \"de\"\n"), "test").is_err());
+}
+
+/// The embedded config without its [footer] table (which is last in the file).
+fn strip_footer_section(text: &str) -> &str {
+    text.split("\n[footer]").next().unwrap()
+}
+
+// ---------------------------------------------------------------------------------------
+// Static tables
+
+#[test]
+fn table_has_the_relay_rule_and_counts_skips() {
+    let footers = test_footers(FooterStyle::Short);
+    for format in [Format::Pcre, Format::Regexp] {
+        let t = table::build(&footers, "en", format);
+        let e = classify::explain_text(footers.kb(), RELAY_DENIED);
+        let rule = e.rule.unwrap();
+        assert!(t.text.contains(&format!("# {} ({})", rule.id, rule.cause)), "{}", t.text);
+        assert!(t.skipped.iter().any(|(id, why)| id == "test-unicode-class" && why.contains("Unicode")), "{:?}", t.skipped);
+        assert!(t.text.contains("skipped test-unicode-class"));
+        assert!(!t.text.contains("# test-code-only-rule") && !t.text.contains("# test-other-undefined"));
+        assert!(t.text.contains(&format!("{} rules written; {} rules skipped", t.written, t.skipped.len())));
+        check_table_syntax(&t.text);
+    }
+}
+
+/// Every line is a comment, an `if`/`endif`, or `/pattern/flags footer`, and the ifs nest.
+fn check_table_syntax(text: &str) {
+    let mut depth = 0;
+    for line in text.lines() {
+        assert!(line.is_ascii() && !line.contains('\t'), "{line}");
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if line == "endif" {
+            depth -= 1;
+            assert!(depth >= 0);
+            continue;
+        }
+        let rest = line.strip_prefix("if ").unwrap_or(line);
+        let d = rest.chars().next().unwrap();
+        assert!(!d.is_ascii_alphanumeric() && d != '#' && d != '!' && d != ' ', "{line}");
+        let close = find_close(rest, d).unwrap_or_else(|| panic!("unterminated pattern: {line}"));
+        if line.starts_with("if ") {
+            depth += 1;
+            assert!(rest[close + 1..].chars().all(|c| c.is_ascii_alphabetic()), "{line}");
+        } else {
+            let (_, footer) = rest[close + 1..].split_once(' ').expect("pattern then footer");
+            assert!(!footer.is_empty() && !footer.starts_with(' '));
+        }
+    }
+    assert_eq!(depth, 0);
+}
+
+/// Position of the closing delimiter, skipping backslash escapes (as Postfix does).
+fn find_close(s: &str, d: char) -> Option<usize> {
+    let b = s.as_bytes();
+    let mut i = 1;
+    while i < b.len() {
+        if b[i] == b'\\' {
+            i += 2;
+            continue;
+        }
+        if b[i] == d as u8 {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The table's first match is the knowledge base's answer: entries are in lookup order.
+#[test]
+fn table_order_follows_knowledge_base_precedence() {
+    let kb = test_kb();
+    let ordered = by_precedence(kb.rules());
+    let mut checked = 0;
+    for rule in kb.rules() {
+        for ex in &rule.examples {
+            let q = plainbounce::codes::query_for_text(ex);
+            let want = kb.lookup(&q.as_query(ex)).map(|m| m.rule.id.clone());
+            let first = ordered.iter().find(|r| rule_matches(r, ex, &q)).map(|r| r.id.clone());
+            assert_eq!(first, want, "{ex}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 6);
+}
+
+fn rule_matches(r: &plainbounce::kb::Rule, text: &str, q: &plainbounce::codes::FoundCodes) -> bool {
+    let one = KnowledgeBase::from_sources(&[("one".into(), single_rule_kb(r))]).unwrap();
+    one.lookup(&q.as_query(text)).is_some_and(|m| m.rule.id == r.id)
+}
+
+/// A knowledge base holding only `r` (and the causes classify needs).
+fn single_rule_kb(r: &plainbounce::kb::Rule) -> String {
+    let mut toml = format!(
+        "[[cause]]\nid = {:?}\nreason = \"undefined\"\nwho = \"sender\"\npermanent = true\ntitle = \"t\"\nexplanation = \"e\"\nremedy = \"r\"\nadmin_note = \"a\"\n\n[[rule]]\nid = {:?}\ncause = {:?}\n",
+        r.cause, r.id, r.cause
+    );
+    if let Some(p) = &r.pattern {
+        toml.push_str(&format!("pattern = {p:?}\n"));
+    }
+    if let Some(s) = &r.status {
+        toml.push_str(&format!("status = {s:?}\n"));
+    }
+    if !r.codes.is_empty() {
+        toml.push_str(&format!("code = {:?}\n", r.codes));
+    }
+    toml
+}
+
+/// With Postfix installed: `postmap -q` on the generated tables returns the same footer
+/// body the socketmap gives, for every test reply, and nothing for unexplained replies.
+#[test]
+fn postmap_reads_the_tables() {
+    let Some(postmap) = postmap() else {
+        eprintln!("note: postmap not found (install postfix postfix-pcre or set PLAINBOUNCE_POSTMAP); skipping the postmap check");
+        return;
+    };
+    let footers = test_footers(FooterStyle::Short);
+    let dir = std::env::temp_dir().join(format!("plainbounce-footers-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (format, kind) in [(Format::Pcre, "pcre"), (Format::Regexp, "regexp")] {
+        let t = table::build(&footers, "en", format);
+        let file = dir.join(format!("footers.{kind}"));
+        std::fs::write(&file, &t.text).unwrap();
+        let spec = format!("{kind}:{}", file.display());
+        for key in FULL_KB_KEYS {
+            let got = match postmap_query(&postmap, key, &spec) {
+                Ok(got) => got,
+                Err(e) if e.contains("unsupported dictionary type") => {
+                    eprintln!("note: postmap has no {kind}: support ({e}); skipping it");
+                    break;
+                }
+                Err(e) => panic!("{spec}: {e}"),
+            };
+            let e = classify::explain_text(footers.kb(), key);
+            let text = footers.text(&e.cause.id, "en").unwrap();
+            // Static tables cannot know the reply: footer on new lines, `$$$$` read as `$$`.
+            let want = plainbounce::footer::layout_unknown_reply(text).replace("$$$$", "$$");
+            assert_eq!(got.as_deref(), Some(want.as_str()), "{kind} {key}");
+            let lines = postfix_expand(key, &want);
+            lines.iter().skip(1).for_each(|l| assert_smtp_line(l));
+        }
+        for key in ["599 9.9.9 qqq", "571 go away"] {
+            match postmap_query(&postmap, key, &spec) {
+                Ok(got) => assert_eq!(got, None, "{kind} {key}"),
+                Err(e) if e.contains("unsupported dictionary type") => {}
+                Err(e) => panic!("{spec}: {e}"),
+            }
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn cli_prints_a_table() {
+    let out = Command::new(env!("CARGO_BIN_EXE_plainbounce"))
+        .args(["postfix-footers", "--format", "regexp", "--kb", concat!(env!("CARGO_MANIFEST_DIR"), "/tests/socketmap_kb.toml")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("# Footers for Postfix"));
+    assert!(text.contains("regexp:/etc/postfix/plainbounce_footers.regexp"));
+    check_table_syntax(&text);
+    let bad = Command::new(env!("CARGO_BIN_EXE_plainbounce")).args(["postfix-footers", "--lang", "tlh"]).output().unwrap();
+    assert!(!bad.status.success());
+}
