@@ -122,12 +122,15 @@ impl Footers {
 }
 
 /// Whether a winning rule is specific enough to be worth a footer. A bare reply code
-/// (550, 554 ...) or an "other/undefined" status (X.0.0) says no more than the reply
-/// itself, so those get none.
+/// (550, 554 ...) says no more than the reply itself, and neither does a status pattern
+/// without a definite subject ("5.0.0" other/undefined, "5.*.*"), so those get none.
 pub fn gives_footer(rule: &Rule) -> bool {
     match rule.evidence() {
         Evidence::Text => true,
-        Evidence::StatusCode => !rule.status.as_deref().is_some_and(|s| s.ends_with(".0.0")),
+        Evidence::StatusCode => {
+            let subject = rule.status.as_deref().and_then(|s| s.split('.').nth(1));
+            !matches!(subject, None | Some("0" | "*" | "x"))
+        }
         Evidence::ReplyCode => false,
     }
 }

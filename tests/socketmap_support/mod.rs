@@ -110,3 +110,32 @@ pub fn postmap_query(postmap: &Postmap, key: &str, table: &str) -> Result<Option
         _ => Err(format!("postmap failed ({:?}): {stderr}", out.status)),
     }
 }
+
+/// `postmap -q - TABLE` with `keys` on stdin: the keys found, with their results.
+pub fn postmap_query_many(postmap: &Postmap, keys: &[String], table: &str) -> Result<std::collections::HashMap<String, String>, String> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut cmd = Command::new(&postmap.command);
+    if let Some(dir) = &postmap.config_dir {
+        cmd.arg("-c").arg(dir);
+    }
+    let mut child = cmd
+        .args(["-q", "-", table])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| e.to_string())?;
+    let input = keys.join("\n") + "\n";
+    child.stdin.take().unwrap().write_all(input.as_bytes()).map_err(|e| e.to_string())?;
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if stderr.contains("fatal") || stderr.contains("warning") {
+        return Err(format!("postmap: {stderr}"));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect())
+}
