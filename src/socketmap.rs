@@ -247,6 +247,10 @@ pub async fn run(config: &Config, shutdown: impl Future<Output = ()>) -> Result<
         bail!("no socketmap address configured (socketmap = \"inet:PORT@HOST\")");
     };
     let footers = Arc::new(Footers::from_config(config)?);
+    let lang = &config.footer.lang;
+    if !footers.languages().iter().any(|l| l.eq_ignore_ascii_case(lang)) {
+        warn!(lang = %lang, known = %footers.languages().join(","), "socketmap: no texts in this language, footers will be in English");
+    }
     let listener = SocketmapListener::bind(spec).await?;
     let options = ServerOptions::from_config(&config.footer);
     serve_socketmap(listener, options, move || footers.clone(), shutdown).await?;

@@ -296,3 +296,88 @@ fn tables_agree_with_the_socketmap() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// With Postfix installed: converted patterns match the same sample replies in Postfix's
+/// pcre:/regexp: tables as the Rust originals do (case-insensitively) in plainbounce.
+#[test]
+fn converted_patterns_match_like_rust() {
+    use plainbounce::footer::regex::{convert, Dialect};
+    let Some(postmap) = postmap() else {
+        eprintln!("note: postmap not found; skipping the pattern comparison");
+        return;
+    };
+    let patterns = [
+        r"user (unknown|not found)",
+        r"no such (user|mailbox|recipient)",
+        r"mailbox (is )?(full|over ?quota)",
+        r"\bspf\b.*fail",
+        r"5\.7\.26",
+        r"(?i)DMARC",
+        r"(?-i:DMARC)",
+        r"message (size )?exceeds",
+        r"[^a-z]550[- ]",
+        r"\d{3} \d\.\d\.\d",
+        r"account .{0,40} disabled",
+        r"don't|can't|it's .quoted.",
+        r"a/b|x#y|<[^>]*>",
+        r"\[\d+\.\d+\.\d+\.\d+\]",
+        r"(?:a|b)+?c",
+        r"\w+@\w+\.\w+",
+        r"[[:alpha:]]+ \s+x",
+        r"[\w.-]+@example",
+        r"^550",
+        r"denied$",
+        r"\bfoo\B",
+        r"[\]\[^-]x",
+        r"ü",
+        r"\pL",
+    ];
+    let samples = [
+        "550 5.1.1 <bob@example.net>: User unknown",
+        "550 5.1.1 no such mailbox",
+        "452 4.2.2 Mailbox is over quota",
+        "550 5.7.23 SPF check failed",
+        "550 5.7.26 DMARC policy",
+        "550 5.7.26 dmarc policy",
+        "552 message size exceeds fixed limit",
+        "x550 y",
+        "554 5.7.1 account foo.bar disabled",
+        "I can't do that",
+        "it's \"quoted\"",
+        "path a/b here",
+        "hash x#y here",
+        "client [192.0.2.1] blocked",
+        "aabbc",
+        "mail bob.smith@example.org now",
+        "Relay   x",
+        "Relay access denied",
+        "foobar",
+        "]x and ^x and -x",
+        "Grüße",
+    ];
+    let dir = std::env::temp_dir().join(format!("plainbounce-patterns-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let keys: Vec<String> = samples.iter().map(|s| s.to_string()).collect();
+    let mut compared = 0;
+    for (dialect, kind, flags) in [(Dialect::Pcre, "pcre", "s"), (Dialect::Posix, "regexp", "")] {
+        for (i, p) in patterns.iter().enumerate() {
+            let Ok(c) = convert(p, dialect) else { continue };
+            let file = dir.join(format!("p{i}.{kind}"));
+            // PCRE output escapes every '/'; POSIX output gets another delimiter.
+            let d = if dialect == Dialect::Posix && c.pattern.contains('/') { '%' } else { '/' };
+            std::fs::write(&file, format!("{d}{}{d}{flags} MATCH\n", c.pattern)).unwrap();
+            let found = match postmap_query_many(&postmap, &keys, &format!("{kind}:{}", file.display())) {
+                Ok(f) => f,
+                Err(e) if e.contains("unsupported dictionary type") => break,
+                Err(e) => panic!("{kind} {p:?} -> {:?}: {e}", c.pattern),
+            };
+            let rust = regex::RegexBuilder::new(p).case_insensitive(true).build().unwrap();
+            for s in samples {
+                assert_eq!(found.contains_key(s), rust.is_match(s), "{kind}: {p:?} (as {:?}) on {s:?}", c.pattern);
+                compared += 1;
+            }
+        }
+    }
+    eprintln!("{compared} pattern/sample pairs compared with postmap");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
