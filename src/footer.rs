@@ -174,6 +174,7 @@ pub fn ascii_safe(s: &str) -> String {
 }
 
 /// ASCII for the non-ASCII characters the built-in languages (de, fr, es) use.
+#[rustfmt::skip]
 fn transliterate(c: char) -> &'static str {
     match c {
         'ä' => "ae", 'ö' => "oe", 'ü' => "ue", 'Ä' => "Ae", 'Ö' => "Oe", 'Ü' => "Ue", 'ß' => "ss",

@@ -44,10 +44,10 @@ fn every_footer_line_fits_smtp() {
 #[test]
 fn short_footer_continues_the_reply_line() {
     let footers = test_footers(FooterStyle::Short);
-    let template = footers.footer_for_reply(RELAY_DENIED, "en").unwrap();
-    let lines = postfix_expand(RELAY_DENIED, &template);
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(lines[0].starts_with("554 5.7.1 <bob@example.net>: Relay access denied. "));
+    let key = "452 4.2.2 <kim@example.org>: Recipient address rejected: mailbox full";
+    let template = footers.footer_for_reply(key, "en").unwrap();
+    let lines = postfix_expand(key, &template);
+    assert_eq!(lines, vec![format!("{key}. {}", footers.text("test-mailbox-full", "en").unwrap().replace("$$", "$"))]);
 }
 
 #[test]
@@ -196,22 +196,20 @@ fn find_close(s: &str, d: char) -> Option<usize> {
 fn table_order_follows_knowledge_base_precedence() {
     let kb = test_kb();
     let ordered = by_precedence(kb.rules());
+    // Each rule alone, to ask "does this rule match?" the knowledge base's own way.
+    let alone: Vec<KnowledgeBase> =
+        ordered.iter().map(|r| KnowledgeBase::from_sources(&[("one".into(), single_rule_kb(r))]).unwrap()).collect();
     let mut checked = 0;
     for rule in kb.rules() {
         for ex in &rule.examples {
             let q = plainbounce::codes::query_for_text(ex);
             let want = kb.lookup(&q.as_query(ex)).map(|m| m.rule.id.clone());
-            let first = ordered.iter().find(|r| rule_matches(r, ex, &q)).map(|r| r.id.clone());
+            let first = ordered.iter().zip(&alone).find(|(_, one)| one.lookup(&q.as_query(ex)).is_some()).map(|(r, _)| r.id.clone());
             assert_eq!(first, want, "{ex}");
             checked += 1;
         }
     }
     assert!(checked >= 6);
-}
-
-fn rule_matches(r: &plainbounce::kb::Rule, text: &str, q: &plainbounce::codes::FoundCodes) -> bool {
-    let one = KnowledgeBase::from_sources(&[("one".into(), single_rule_kb(r))]).unwrap();
-    one.lookup(&q.as_query(text)).is_some_and(|m| m.rule.id == r.id)
 }
 
 /// A knowledge base holding only `r` (and the causes classify needs).
@@ -260,8 +258,11 @@ fn tables_agree_with_the_socketmap() {
     let footers = test_footers(FooterStyle::Short);
     let kb = footers.kb();
     let mut keys: Vec<String> = kb.rules().iter().flat_map(|r| r.examples.iter().cloned()).collect();
-    keys.extend(["599 9.9.9 qqq", "550 5.7.9 <x@y>: odd policy", "451 4.7.1 <x@y>: try again", "550-5.1.1 a\r\n550 5.1.1 b"].map(String::from));
-    keys.retain(|k| plainbounce::footer::ReplyShape::of(k).is_some() && !k.contains(['\n', '\t']));
+    keys.extend(["550 5.9.9 qqq", "550 5.7.9 <x@y>: odd policy", "451 4.7.1 <x@y>: try again", "250 2.0.0 Ok"].map(String::from));
+    // Keys shaped like Postfix's replies (code, then status), the only keys the table
+    // gets; the table reads the status at that place, the knowledge base anywhere.
+    let postfix_reply = regex::Regex::new(r"^[245][0-9][0-9][ -][245]\.[0-9]{1,3}\.[0-9]{1,3} ").unwrap();
+    keys.retain(|k| postfix_reply.is_match(k) && !k.contains(['\n', '\t']));
     let dir = std::env::temp_dir().join(format!("plainbounce-agree-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     for (format, kind) in [(Format::Pcre, "pcre"), (Format::Regexp, "regexp")] {
