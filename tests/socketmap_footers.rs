@@ -101,12 +101,15 @@ fn only_specific_rules_give_footers() {
 fn config_picks_language_and_style() {
     let kb = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/socketmap_kb.toml");
     let base = strip_footer_section(plainbounce::config::EMBEDDED);
-    let toml = format!("{base}\nkb_files = [{kb:?}]\n\n[footer]\nlang = \"de\"\nstyle = \"full\"\n");
-    let config = Config::parse(&toml, "test").unwrap();
+    let toml = format!("{base}\n[footer]\nlang = \"de\"\nstyle = \"full\"\n");
+    let mut config = Config::parse(&toml, "test").unwrap();
     assert_eq!(config.footer.style, FooterStyle::Full);
+    config.kb_files = vec![kb.into()];
     let footers = Footers::from_config(&config).unwrap();
-    let Answer::Footer(f) = footers.lookup("footer", RELAY_DENIED) else { panic!("no footer") };
-    assert!(f.contains("Der Server moechte"), "{f}");
+    let key = "452 4.2.2 <kim@example.org>: Recipient address rejected: mailbox full";
+    let Answer::Footer(f) = footers.lookup("footer", key) else { panic!("no footer") };
+    assert!(f.contains("Das Postfach des Empfaengers ist voll."), "{f}");
+    assert!(f.contains("The mailbox has no room"), "full style, untranslated explanation in English: {f}");
     // A language without texts falls back to English.
     let toml = format!("{base}\n[footer]\nlang = \"tlh\"\n");
     let footers = Footers::from_config(&Config::parse(&toml, "test").unwrap()).unwrap();

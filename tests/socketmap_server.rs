@@ -25,7 +25,7 @@ struct Server {
 impl Server {
     async fn start(options: ServerOptions) -> Server {
         let footers = Arc::new(test_footers(FooterStyle::Short));
-        let listener = SocketmapListener::bind("inet:0@127.0.0.1").await.unwrap();
+        let listener = SocketmapListener::bind("inet:0@127.0.0.1", 0o600).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let f = footers.clone();
@@ -131,10 +131,12 @@ async fn wrong_map_name_is_perm_and_the_connection_goes_on() {
 async fn map_name_picks_the_language() {
     let server = Server::start(quick()).await;
     let mut c = server.connect().await;
-    let reply = c.lookup(&format!("footer-de {RELAY_DENIED}")).await;
-    assert_eq!(reply, expected_ok(&server.footers, RELAY_DENIED, "de"));
-    assert!(reply.contains("moechte"), "umlaut transliterated: {reply}");
+    let key = "452 4.2.2 <kim@example.org>: Recipient address rejected: mailbox full";
+    let reply = c.lookup(&format!("footer-de {key}")).await;
+    assert_eq!(reply, expected_ok(&server.footers, key, "de"));
+    assert!(reply.contains("Empfaengers"), "umlaut transliterated: {reply}");
     assert!(reply.is_ascii());
+    assert_ne!(reply, c.lookup(&format!("footer {key}")).await);
     server.stop().await;
 }
 
@@ -267,7 +269,7 @@ async fn unix_socket() {
     let path = std::env::temp_dir().join(format!("plainbounce-socketmap-test-{}.sock", std::process::id()));
     let spec = format!("unix:{}", path.display());
     let footers = Arc::new(test_footers(FooterStyle::Short));
-    let listener = SocketmapListener::bind(&spec).await.unwrap();
+    let listener = SocketmapListener::bind(&spec, 0o600).await.unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     let f = footers.clone();
     let task = tokio::spawn(serve_socketmap(listener, quick(), move || f.clone(), async {
@@ -292,17 +294,17 @@ async fn unix_socket() {
     // Binding again over a stale socket file works; over a regular file it does not.
     let stale = std::os::unix::net::UnixListener::bind(&path).unwrap();
     drop(stale);
-    drop(SocketmapListener::bind(&spec).await.expect("stale socket replaced"));
-    std::fs::remove_file(&path).unwrap();
+    drop(SocketmapListener::bind(&spec, 0o600).await.expect("stale socket replaced"));
+    assert!(!path.exists(), "socket file removed with the listener");
     std::fs::write(&path, b"not a socket").unwrap();
-    assert!(SocketmapListener::bind(&spec).await.is_err());
+    assert!(SocketmapListener::bind(&spec, 0o600).await.is_err());
     std::fs::remove_file(&path).unwrap();
 }
 
 #[tokio::test]
 async fn bad_listener_specs() {
     for spec in ["tcp:8890", "inet:notaport@127.0.0.1", "8890"] {
-        assert!(SocketmapListener::bind(spec).await.is_err(), "{spec}");
+        assert!(SocketmapListener::bind(spec, 0o600).await.is_err(), "{spec}");
     }
 }
 
