@@ -10,3 +10,4 @@ pub mod dsn;
 pub mod kb;
 pub mod config;
 pub mod engine;
+pub mod eval;
