@@ -57,7 +57,7 @@ pub(crate) fn family(text: &str) -> Option<&'static str> {
 /// the first match on; without one the whole text is read.
 pub(crate) static SECTION_START: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?ix)
+        r"(?imx)
           following\s+address(?:\(es\)|es)?\s+failed\s*:?
         | address\s+to\s+which\s+the\s+message\s+has\s+not\s+yet\s+been\s+delivered\s+is\s*:?
         | following\s+addresses\s+had\s+(?:permanent\s+fatal\s+errors|transient\s+non-fatal\s+errors|delivery\s+problems|delivery\s+errors)\s*-*
@@ -174,7 +174,7 @@ pub(crate) static SUMMARY_LINE: LazyLock<Regex> = LazyLock::new(|| {
 
 /// A transcript line with the RCPT command: ">>> RCPT To:<a@b>", "Sent <<< RCPT TO:<a@b>".
 pub(crate) static RCPT_COMMAND: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(&format!(r#"(?i)^\s*(?:sent\s+)?(?:<<<|>>>)\s*RCPT\s+TO:\s*<?({})>?"#, super::address::ADDR_PATTERN)).unwrap()
+    Regex::new(&format!(r#"(?i)^\s*(?:\S{{1,16}}\s+)?(?:<<<|>>>)\s*RCPT\s+TO:\s*<?({})>?"#, super::address::ADDR_PATTERN)).unwrap()
 });
 
 /// Local delivery targets that are not addresses (Exim "save to", "pipe to").

@@ -62,14 +62,18 @@ pub(crate) fn join_multiline(s: &str) -> String {
     let code = lead[1].to_string();
     let status = lead.get(2).map(|m| m.as_str().to_string());
     let rest = &s[lead.get(0).map_or(0, |m| m.end())..];
+    // Only a reply written over several lines repeats its code ("550-...", last "550 ...");
+    // elsewhere a code in the text is the text ("... -> 550 : User unknown").
+    let multiline = s.as_bytes().get(3) == Some(&b'-') || rest.contains(&format!("{code}-"));
     let joined = REPEAT.replace_all(rest, |c: &regex::Captures| {
         let same_code = c[1] == code;
         let same_status = match (c.get(2), &status) {
             (Some(a), Some(b)) => a.as_str() == b,
-            (None, _) => true,
+            (None, _) => multiline,
             (Some(_), None) => false,
         };
-        if same_code && same_status {
+        let hyphen = c[0].trim_start().as_bytes().get(3) == Some(&b'-');
+        if same_code && same_status && (multiline || hyphen || c.get(2).is_some()) {
             " ".to_string()
         } else {
             c[0].to_string()
@@ -92,8 +96,8 @@ static MARKER: LazyLock<Regex> = LazyLock::new(|| {
         | responded\ with\ failure:\s*
         | \(reason:\s*
         | \breason:\s*
-        | ^\s*<<<\s*
-        | ^\s*received\ >>>\s*
+        | ^\s*(?:\S{1,16}\s+)?(?:<<<|>>>)\s*
+        | the\ error\ that\ the\ other\ server\ returned\ was:\s*
         | the\ response\ (?:from\ the\ remote\ server\ )?was:\s*
         | error\ message:\s*\[?
         | reported\ error:\s*
@@ -109,6 +113,9 @@ static CODE_START: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r#"(?:^|[\s:'"(\[>])(?:[245]\d\d(?:[ -]|$)|[245]\.\d{1,3}\.\d{1,3}\s)"#).unwrap()
 });
 
+/// A line that starts with a basic reply code.
+static REPLY_CODE_START: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[245]\d\d(?:[ -]|$)").unwrap());
+
 /// Lines that end a quoted reply: the bounce's own words after it.
 static TRAILER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
@@ -116,7 +123,9 @@ static TRAILER: LazyLock<Regex> = LazyLock::new(|| {
           giving\ up\ on | i'm\ not\ going\ to\ try\ again | this\ has\ been\ a\ permanent\ failure
         | message\ will\ be\ deleted | message\ could\ not\ be\ delivered\ for | no\ action\ is\ required
         | please\ note\ that\ this\ is\ only | the\ message\ is\ kept\ in\ the\ queue | you\ do\ not\ need
-        | рекомендуем | step: | technical\ report: | reporting-mta: | final-recipient: | original\ message
+        | рекомендуем | step: | technical\ report: | original\ message | dsn\ generated\ by | message\ hops
+        | (?:reporting-mta|final-recipient|original-recipient|action|status|remote-mta|diagnostic-code
+          |last-attempt-date|will-retry-until|arrival-date|received-from-mta):
         | -{3,} | \*{3,} | ={3,} | _{3,} | >>> | \.\.\.\ while\ talking
         )",
     )
@@ -193,12 +202,18 @@ pub(crate) fn from_block(lines: &[&str]) -> Reply {
     match quoted_reply(lines) {
         Some(text) => Reply { text, quoted: true, command, remote_mta },
         None => {
-            let kept: Vec<&str> = lines
-                .iter()
-                .copied()
-                .take_while(|l| !TRAILER.is_match(l))
-                .filter(|l| !BOILERPLATE.is_match(l))
-                .collect();
+            // The block's own words, up to the bounce's closing words (separators and
+            // headings before them are skipped).
+            let mut kept: Vec<&str> = Vec::new();
+            for l in lines {
+                let trailer = TRAILER.is_match(l);
+                if trailer && !kept.is_empty() {
+                    break;
+                }
+                if !trailer && !BOILERPLATE.is_match(l) {
+                    kept.push(l);
+                }
+            }
             Reply { text: sanitize(&kept.join(" ")), quoted: false, command, remote_mta }
         }
     }
@@ -225,8 +240,8 @@ fn quoted_reply(lines: &[&str]) -> Option<String> {
                     break;
                 }
             }
-            // A new reply code starts another reply.
-            None if CODE_START.find(t).is_some_and(|m| m.start() == 0) => break,
+            // A new reply code starts another reply (a bare status may continue one).
+            None if REPLY_CODE_START.is_match(t) => break,
             None => parts.push(t),
         }
     }
@@ -258,6 +273,10 @@ fn find_start(lines: &[&str]) -> Option<(usize, usize, bool, bool)> {
         let Some(m) = MARKER.find(line) else { continue };
         let marker = m.as_str();
         let rest = &line[m.end()..];
+        if (marker.contains(">>>") || marker.contains("<<<")) && !starts_with_code(rest) {
+            // A transcript's command line, not a reply.
+            continue;
+        }
         if rest.trim().is_empty() {
             // The reply is on the next non-empty line.
             if let Some(j) = (i + 1..lines.len()).find(|&j| !lines[j].trim().is_empty()) {
@@ -291,7 +310,9 @@ mod tests {
             join_multiline("550-5.7.26 Unauthenticated email 550-5.7.26 DMARC policy. 550 5.7.26 https://x - gsmtp"),
             "550 5.7.26 Unauthenticated email DMARC policy. https://x - gsmtp"
         );
-        assert_eq!(join_multiline("554 Message not allowed - 554 Message not allowed"), "554 Message not allowed - Message not allowed");
+        // A single-line reply that quotes a code keeps it.
+        assert_eq!(join_multiline("554 Message not allowed - 554 Message not allowed"), "554 Message not allowed - 554 Message not allowed");
+        assert_eq!(join_multiline("550 5.1.351 returned unknown recipient -> 550 : User unknown"), "550 5.1.351 returned unknown recipient -> 550 : User unknown");
         assert_eq!(join_multiline("550 5.1.1 user unknown"), "550 5.1.1 user unknown");
         assert_eq!(join_multiline("no code here"), "no code here");
     }

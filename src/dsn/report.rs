@@ -73,10 +73,9 @@ fn better_diagnostic(dsn: Option<String>, said: Option<&reply::Reply>, prose: &P
     }
 }
 
-/// A diagnostic with fewer than two words says nothing a person could act on.
+/// A diagnostic without a single word ("77", "550 5.0.0") says nothing a person could use.
 fn is_trivial(d: &str) -> bool {
-    let words = d.split(|c: char| !c.is_alphabetic()).filter(|w| w.chars().count() >= 2).count();
-    words < 2
+    !d.split(|c: char| !c.is_alphabetic()).any(|w| w.chars().count() >= 3)
 }
 
 fn squash(s: &str) -> String {
@@ -224,5 +223,6 @@ mod tests {
         assert!(is_trivial("77"));
         assert!(is_trivial("550 5.0.0"));
         assert!(!is_trivial("550 Unknown user"));
+        assert!(!is_trivial("550 5.7.9 Rejected"));
     }
 }

@@ -81,6 +81,10 @@ impl Named {
         }
         let pre: Vec<&str> = prose.preamble.iter().map(String::as_str).collect();
         let before = reply::from_block(&pre);
+        if before.quoted && !mine.text.is_empty() && prose.recipients.len() > 1 {
+            // Several recipients and one reason before them: it is not about this one alone.
+            return mine;
+        }
         if before.quoted || mine.text.is_empty() {
             return Reply { command: mine.command.or(before.command), remote_mta: mine.remote_mta.or(before.remote_mta), ..before };
         }
@@ -130,7 +134,8 @@ pub(crate) fn scan(text: &str) -> Prose {
     let reporting_mta = body.lines().find_map(|l| {
         REPORTER.captures(l.trim()).and_then(|c| c.iter().skip(1).flatten().next().map(|m| m.as_str().to_string()))
     });
-    let section_at = SECTION_START.find(body).map_or(0, |m| {
+    let section = SECTION_START.find(body);
+    let section_at = section.map_or(0, |m| {
         // "Did not reach the following recipient: a@b" — the list starts on that line.
         let line_end = body[m.end()..].find('\n').map_or(body.len(), |i| m.end() + i);
         if body[m.end()..line_end].contains('@') {
@@ -140,11 +145,10 @@ pub(crate) fn scan(text: &str) -> Prose {
         }
     });
     let mentioned = address::ANGLED.captures(&body[section_at..]).map(|c| c[1].to_string());
-    let (recipients, mut preamble) = read_recipients(&body[section_at..]);
-    if recipients.first().is_some_and(|r| r.lines.iter().all(|l| l.trim().is_empty())) {
-        // The reason may be written before the list starts (EZweb, Domino).
-        preamble = last_lines(&body[..section_at], 8).into_iter().chain(preamble).collect();
-    }
+    let (recipients, listed_before) = read_recipients(&body[section_at..]);
+    // The reason may be written before the list starts (EZweb, Domino, MailMarshal).
+    let before = section.map_or(section_at, |m| m.start().min(section_at));
+    let preamble = last_lines(&body[..before], 8).into_iter().chain(listed_before).collect();
     let transcript = transcript(body);
     Prose { family, recipients, preamble, delayed, transcript, reporting_mta, original_at: cut, mentioned, text }
 }
@@ -232,7 +236,7 @@ fn recipient_line(line: &str) -> Option<(String, String)> {
     let (after, sentence) = match LEAD_IN.find(t) {
         // "Unable to deliver message to <a@b> (...)" is a sentence worth keeping whole;
         // "Recipient: <a@b>" is a label.
-        Some(m) => (&t[m.end()..], !m.as_str().trim_end().ends_with(':') && !m.as_str().starts_with(['>', 'r', 'R'])),
+        Some(m) => (&t[m.end()..], m.as_str().split_whitespace().count() >= 4),
         None => (t, false),
     };
     if let Some((addr, rest)) = address_first(after) {
@@ -341,12 +345,9 @@ fn transcript(text: &str) -> Vec<Exchange> {
     let mut open = false; // the last line added to the last reply
     for line in text.lines().take(MAX_LINES) {
         let t = line.trim();
-        let after = t
-            .strip_prefix("Sent")
-            .or_else(|| t.strip_prefix("Received"))
-            .unwrap_or(t)
-            .trim_start();
-        let Some(body) = after.strip_prefix(">>>").or_else(|| after.strip_prefix("<<<")) else {
+        // "Sent <<< ...", "送信 <<< ...": a short word may come before the arrow.
+        let arrow = [t.find(">>>"), t.find("<<<")].into_iter().flatten().min().filter(|&i| i <= 16);
+        let Some(body) = arrow.map(|i| &t[i + 3..]) else {
             open = false;
             continue;
         };
@@ -468,5 +469,19 @@ mod tests {
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].reply, "552 5.7.0 first second");
         assert_eq!(t[0].command.as_deref(), Some("DATA"));
+    }
+}
+
+#[cfg(test)]
+mod scratch {
+    #[test]
+    #[ignore]
+    fn scratch_scan() {
+        let raw = std::fs::read(std::env::var("F").unwrap()).unwrap();
+        let v = super::super::mime::view(&raw).unwrap();
+        let p = super::scan(&v.human);
+        eprintln!("{:#?}", p.recipients);
+        eprintln!("preamble {:?} family {:?} cut {:?}", p.preamble, p.family, p.original_at);
+        for n in &p.recipients { eprintln!("reply {:?}", n.reply(&p)); }
     }
 }
