@@ -28,9 +28,9 @@ fn main() -> Result<()> {
             other => bail!("unknown argument {other:?} (try --help)"),
         }
     }
-    let corpus = match corpus.or_else(eval::locate_corpus) {
+    let corpus = match corpus {
         Some(c) => c,
-        None => bail!("no corpus found: set PLAINBOUNCE_CORPUS or pass --corpus DIR (a folder with labels.jsonl and emails/)"),
+        None => eval::locate_corpus().map_err(|e| anyhow::anyhow!("{e} (or pass --corpus DIR)"))?,
     };
     let kb = KnowledgeBase::with_files(&kb_files)?;
     let ev = eval::evaluate(&corpus, &kb)?;

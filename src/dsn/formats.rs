@@ -32,7 +32,7 @@ const FAMILIES: &[(&str, &str)] = &[
     ("ezweb", r"The following recipients did not receive this message|Each of the following recipients was rejected by a remote"),
     ("mfilter", r"-{5,} ?server message|以下のメールアドレスへの送信に失敗しました"),
     ("mailfoundry", r"Unable to deliver message to: <|Delivery failed for the following reason:"),
-    ("interscanmss", r"Message from InterScan Messaging Security Suite|Sent <<< RCPT TO:|Received >>> [245]\d\d"),
+    ("interscanmss", r"Message from InterScan Messaging Security Suite|(?m)^\S{0,16}\s*(?:<<<|>>>)\s*RCPT TO:|(?m)^\S{1,16}\s+(?:<<<|>>>)\s*[45]\d\d "),
     ("x3", r"This is an automatically generated Delivery Status Notification\.|Dele?very to the following recipients was aborted"),
     ("x6", r"We had trouble delivering your message\. Full details follow"),
     ("zoho", r"ERROR_CODE\s*:"),

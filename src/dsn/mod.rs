@@ -96,13 +96,16 @@ pub struct OriginalMessage {
 /// message with large attachments need not be decoded to the end.
 pub const MAX_INPUT: usize = 4 * 1024 * 1024;
 
+/// The `NotBounce` reason given when parsing failed inside (a bug: tests look for it).
+pub const PARSER_FAILURE: &str = "the message could not be read (parser failure)";
+
 /// Detect and parse a bounce. Never panics; any input gets an answer.
 pub fn parse(raw: &[u8]) -> Detection {
     let raw = &raw[..raw.len().min(MAX_INPUT)];
     // The MIME parser is third-party code: a panic in it must not take mail down.
     match std::panic::catch_unwind(|| detect::detect(raw)) {
         Ok(d) => d,
-        Err(_) => Detection::NotBounce("the message could not be read".into()),
+        Err(_) => Detection::NotBounce(PARSER_FAILURE.into()),
     }
 }
 

@@ -28,6 +28,11 @@ pub(crate) struct Named {
     /// "(generated from a@b)": the address the message was sent to.
     pub original: Option<String>,
     indent: usize,
+    /// Where it is first named (line number in the list).
+    line: usize,
+    /// First named in Sendmail's summary ("550 <a@b>... User unknown"), which is
+    /// Sendmail's own wording: the remote server's reply is in the transcript.
+    summary: bool,
     /// The rest of the recipient line, then the lines of its block.
     lines: Vec<String>,
 }
@@ -38,6 +43,8 @@ pub(crate) struct Named {
 pub(crate) struct Exchange {
     pub command: Option<String>,
     pub reply: String,
+    /// Line number (in the list) of the reply's first line.
+    line: usize,
 }
 
 /// What the prose of a bounce says.
@@ -71,13 +78,17 @@ impl Named {
             .filter(|l| !GENERATED.is_match(l))
             .collect();
         let mine = reply::from_block(&own);
-        if mine.quoted {
+        let from_transcript = || prose.transcript_reply(self.address.as_deref(), self.line);
+        if mine.quoted && !self.summary {
             return mine;
         }
         // The reason may come before the address (Domino, IMail, Apache James) or only in
         // an SMTP transcript (old Sendmail).
-        if let Some(t) = prose.transcript_reply(self.address.as_deref()) {
+        if let Some(t) = from_transcript() {
             return Reply { text: t, quoted: true, ..mine };
+        }
+        if mine.quoted {
+            return mine;
         }
         let pre: Vec<&str> = prose.preamble.iter().map(String::as_str).collect();
         let before = reply::from_block(&pre);
@@ -99,8 +110,9 @@ impl Named {
 
 impl Prose {
     /// The error reply a transcript gives for `address`: the reply to its RCPT command,
-    /// else the first error reply to a command that names no other recipient.
-    pub(crate) fn transcript_reply(&self, address: Option<&str>) -> Option<String> {
+    /// else the last error reply before the recipient is named (`line`) to a command that
+    /// names no other recipient, else the first such reply.
+    pub(crate) fn transcript_reply(&self, address: Option<&str>, line: usize) -> Option<String> {
         let is_error = |e: &&Exchange| e.reply.starts_with(['4', '5']);
         let rcpt_of = |e: &Exchange| e.command.as_deref().and_then(|c| RCPT_COMMAND.captures(c)).map(|c| c[1].to_string());
         if let Some(a) = address {
@@ -109,7 +121,9 @@ impl Prose {
                 return Some(e.reply.clone());
             }
         }
-        self.transcript.iter().filter(is_error).find(|e| rcpt_of(e).is_none()).map(|e| e.reply.clone())
+        let mut general = self.transcript.iter().filter(is_error).filter(|e| rcpt_of(e).is_none());
+        let before = general.clone().filter(|e| e.line < line).last();
+        before.or_else(|| general.next()).map(|e| e.reply.clone())
     }
 
     /// The replies of the transcript, longest first (to complete a truncated diagnostic).
@@ -149,7 +163,7 @@ pub(crate) fn scan(text: &str) -> Prose {
     // The reason may be written before the list starts (EZweb, Domino, MailMarshal).
     let before = section.map_or(section_at, |m| m.start().min(section_at));
     let preamble = last_lines(&body[..before], 8).into_iter().chain(listed_before).collect();
-    let transcript = transcript(body);
+    let transcript = transcript(&body[section_at..]);
     Prose { family, recipients, preamble, delayed, transcript, reporting_mta, original_at: cut, mentioned, text }
 }
 
@@ -157,34 +171,36 @@ fn read_recipients(section: &str) -> (Vec<Named>, Vec<String>) {
     let mut recipients: Vec<Named> = Vec::new();
     let mut preamble = Vec::new();
     let mut current: Option<usize> = None; // index in `recipients` of the open block
-    for line in section.lines().take(MAX_LINES) {
+    for (number, line) in section.lines().take(MAX_LINES).enumerate() {
         let indent = line.len() - line.trim_start().len();
         let trimmed = line.trim();
         // Lines indented deeper than the recipient line continue its block.
         let deeper = current.is_some_and(|i| !trimmed.is_empty() && indent > recipients[i].indent);
         if !deeper {
-            if let Some((addr, rest)) = recipient_line(line) {
-                current = Some(open(&mut recipients, Some(addr), indent, rest));
+            if let Some((addr, rest, summary)) = recipient_line(line) {
+                let new = Named { address: Some(addr), original: None, indent, line: number, summary, lines: vec![rest] };
+                current = Some(open(&mut recipients, new));
                 continue;
             }
             if DELIVERY_TARGET.is_match(trimmed) && recipients.len() < MAX_RECIPIENTS {
-                recipients.push(Named { address: None, original: None, indent, lines: vec![trimmed.to_string()] });
+                let lines = vec![trimmed.to_string()];
+                recipients.push(Named { address: None, original: None, indent, line: number, summary: false, lines });
                 current = Some(recipients.len() - 1);
                 continue;
             }
         }
         match current {
             Some(i) => add_to_block(&mut recipients[i], trimmed),
-            None if !trimmed.is_empty() => preamble.push(trimmed.to_string()),
+            None if preamble.len() < MAX_LINES => preamble.push(trimmed.to_string()),
             None => {}
         }
     }
     (recipients, preamble)
 }
 
-/// Open a block for `addr`, or reopen the block of a recipient named before.
-fn open(recipients: &mut Vec<Named>, addr: Option<String>, indent: usize, rest: String) -> usize {
-    let known = addr.as_deref().and_then(|a| {
+/// Open a block for a recipient, or reopen the block of one named before.
+fn open(recipients: &mut Vec<Named>, new: Named) -> usize {
+    let known = new.address.as_deref().and_then(|a| {
         recipients.iter().position(|n| n.address.as_deref().is_some_and(|b| address::same(a, b)))
     });
     match known {
@@ -192,12 +208,12 @@ fn open(recipients: &mut Vec<Named>, addr: Option<String>, indent: usize, rest: 
             let n = &mut recipients[i];
             if n.lines.len() < MAX_BLOCK {
                 n.lines.push(String::new());
-                n.lines.push(rest);
+                n.lines.extend(new.lines);
             }
             i
         }
         None if recipients.len() < MAX_RECIPIENTS => {
-            recipients.push(Named { address: addr, original: None, indent, lines: vec![rest] });
+            recipients.push(new);
             recipients.len() - 1
         }
         None => recipients.len() - 1,
@@ -220,17 +236,18 @@ fn add_to_block(n: &mut Named, line: &str) {
     }
 }
 
-/// The address a line introduces, and what the line says after it.
-fn recipient_line(line: &str) -> Option<(String, String)> {
+/// The address a line introduces, what the line says after it, and whether it is
+/// Sendmail's summary line.
+fn recipient_line(line: &str) -> Option<(String, String, bool)> {
     let t = line.trim();
     if t.is_empty() || !t.contains('@') {
         return None;
     }
     if let Some(c) = SUMMARY_LINE.captures(t) {
-        return Some((c[1].to_string(), t.to_string()));
+        return Some((c[1].to_string(), t.to_string(), true));
     }
     if let Some(c) = RCPT_COMMAND.captures(t) {
-        return Some((c[1].to_string(), String::new()));
+        return Some((c[1].to_string(), String::new(), false));
     }
     let t = t.trim_start_matches(['*', '•', '-', '·']).trim_start();
     let (after, sentence) = match LEAD_IN.find(t) {
@@ -240,13 +257,13 @@ fn recipient_line(line: &str) -> Option<(String, String)> {
         None => (t, false),
     };
     if let Some((addr, rest)) = address_first(after) {
-        return Some((addr, if sentence { t.to_string() } else { rest }));
+        return Some((addr, if sentence { t.to_string() } else { rest }, false));
     }
     let c = PHRASE_THEN_ADDRESS.captures(t)?;
     if NOT_A_RECIPIENT_PHRASE.is_match(&c[1]) {
         return None;
     }
-    Some((c[2].to_string(), c[1].to_string()))
+    Some((c[2].to_string(), c[1].to_string(), false))
 }
 
 /// `<a@b>: rest`, `"a@b": rest`, `a@b rest` → (a@b, rest).
@@ -343,7 +360,7 @@ fn transcript(text: &str) -> Vec<Exchange> {
     let mut out: Vec<Exchange> = Vec::new();
     let mut command: Option<String> = None;
     let mut open = false; // the last line added to the last reply
-    for line in text.lines().take(MAX_LINES) {
+    for (number, line) in text.lines().take(MAX_LINES).enumerate() {
         let t = line.trim();
         // "Sent <<< ...", "送信 <<< ...": a short word may come before the arrow.
         let arrow = [t.find(">>>"), t.find("<<<")].into_iter().flatten().min().filter(|&i| i <= 16);
@@ -369,7 +386,7 @@ fn transcript(text: &str) -> Vec<Exchange> {
                 last.reply.push_str(body);
             }
         } else if out.len() < 64 {
-            out.push(Exchange { command: command.clone(), reply: body.to_string() });
+            out.push(Exchange { command: command.clone(), reply: body.to_string(), line: number });
         }
         open = true;
     }
@@ -401,9 +418,18 @@ fn unquote(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// The last lines of a text holding `n` non-empty ones (blank lines kept: they end replies).
 fn last_lines(text: &str, n: usize) -> Vec<String> {
-    let lines: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
-    lines[lines.len().saturating_sub(n)..].to_vec()
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let mut seen = 0;
+    let from = (0..lines.len())
+        .rev()
+        .find(|&i| {
+            seen += usize::from(!lines[i].is_empty());
+            seen == n
+        })
+        .unwrap_or(0);
+    lines[from..].iter().map(|l| l.to_string()).collect()
 }
 
 /// At most `max` bytes, cut at a character boundary.
@@ -424,22 +450,14 @@ mod tests {
 
     #[test]
     fn recipient_lines() {
-        assert_eq!(recipient_line("<a@b.example>:").map(|r| r.0), Some("a@b.example".into()));
+        let rl = |l: &str| recipient_line(l).map(|(a, r, _)| (a, r));
+        assert_eq!(rl("<a@b.example>:").map(|r| r.0), Some("a@b.example".into()));
+        assert_eq!(rl("  <a@b.example>: 550 5.1.1 no such user"), Some(("a@b.example".into(), "550 5.1.1 no such user".into())));
+        assert_eq!(rl("a@b.example on Thu, 29 Apr 2010 00:00:00 -0000"), Some(("a@b.example".into(), String::new())));
+        assert_eq!(rl("a@b.example<mailto:a@b.example>"), Some(("a@b.example".into(), String::new())));
+        assert_eq!(rl("    Recipient: <a@b.example>").map(|r| r.0), Some("a@b.example".into()));
         assert_eq!(
-            recipient_line("  <a@b.example>: 550 5.1.1 no such user"),
-            Some(("a@b.example".into(), "550 5.1.1 no such user".into()))
-        );
-        assert_eq!(
-            recipient_line("a@b.example on Thu, 29 Apr 2010 00:00:00 -0000"),
-            Some(("a@b.example".into(), String::new()))
-        );
-        assert_eq!(
-            recipient_line("a@b.example<mailto:a@b.example>"),
-            Some(("a@b.example".into(), String::new()))
-        );
-        assert_eq!(recipient_line("    Recipient: <a@b.example>").map(|r| r.0), Some("a@b.example".into()));
-        assert_eq!(
-            recipient_line("User mailbox exceeds allowed size: a@b.example"),
+            rl("User mailbox exceeds allowed size: a@b.example"),
             Some(("a@b.example".into(), "User mailbox exceeds allowed size".into()))
         );
         assert_eq!(recipient_line("Reply-To: a@b.example"), None);
