@@ -9,13 +9,13 @@ use std::sync::LazyLock;
 /// Families of non-standard bounces and a sentence (or two) that only they write.
 /// Order matters where one family quotes another's wording: the first match names it.
 const FAMILIES: &[(&str, &str)] = &[
-    ("qmail", r"This is the qmail-send program|I'm afraid I wasn't able to deliver your message|Sorry, I wasn't able to establish an SMTP connection"),
+    ("qmail", r"This is the qmail-send program|Hi\. This is the qmail|I'm afraid I wasn't able to deliver your message|Sorry, I wasn't able to establish an SMTP connection|This is the machine generated message from mail service|This is the mail delivery agent at|Su mensaje no pudo ser entregado|Unfortunately, your mail was not delivered to the following address|Your mail message to the following address|-{3}\s*Below (?:this|the next) line is a copy of the (?:message|mail header)"),
     ("yahoo", r"Sorry, we were unable to deliver your message to the following address"),
     ("x2", r"Unable to deliver message to the following address\(es\)|Delivery failed: \S+@|NOTICE: Delivery Failure"),
     ("mailru", r"сервером Mail\.Ru"),
     ("mxlogic", r"Included is a copy of the message header"),
     ("gmx", r"The header of the original message is following"),
-    ("exim", r"This message was created automatically by (?:mail delivery software|the SMTP relay)|could not be delivered to one or more of\s+its\s+recipients|has not yet been delivered to one or more of its\s+recipients"),
+    ("exim", r"This message was created automatically by (?:mail delivery software|the SMTP relay)|could not be delivered to one or more of\s+its\s+recipients|has not yet been delivered to one or more of its\s+recipients|rejected by the local scann?ing code|contained one or more recipient addresses|router encountered the following error|has been frozen|was frozen on arrival"),
     ("x1", r"-{2,} ?The following addresses had delivery errors ?-{2,}"),
     ("sendmail", r"-{3,} ?The following addresses had (?:permanent fatal errors|transient non-fatal errors|delivery problems)|-{3,} ?Transcript of session follows|-{3,} ?Unsent message follows|Non-delivered information"),
     ("postfix", r"This is the (?:mail system|Postfix program) at host|I'm sorry to have to inform you that (?:your|the) message"),
@@ -59,6 +59,10 @@ pub(crate) static SECTION_START: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
         r"(?imx)
           following\s+address(?:\(es\)|es)?\s+failed\s*:?
+        | router\s+encountered\s+the\s+following\s+error\(s\)\s*:
+        | incorrectly\s+constructed\s*:
+        | (?:to|for)\s+the\s+following\s+(?:e-?mail\s+)?(?:recipients?|address(?:es|\(es\))?|users?)(?:\s+or\s+groups)?\s*[:.]
+        | delivery\s+to\s+the\s+following\s+recipients?\s+failed\.?
         | address\s+to\s+which\s+the\s+message\s+has\s+not\s+yet\s+been\s+delivered\s+is\s*:?
         | following\s+addresses\s+had\s+(?:permanent\s+fatal\s+errors|transient\s+non-fatal\s+errors|delivery\s+problems|delivery\s+errors)\s*-*
         | deliver\s+your\s+message\s+to\s+the\s+following\s+address(?:es|\(es\))?\.?
@@ -90,7 +94,8 @@ pub(crate) static ORIGINAL_STARTS: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
         r"(?imx)^[\ \t]*(?:
           -+\s*This\s+is\s+a\s+copy\s+of\s+the\s+message
-        | -+\s*(?:Below\s+this\s+line\s+is|Enclosed\s+is)\s+a\s+copy\s+of\s+the\s+message
+        | -+\s*(?:Below\s+(?:this|the\s+next)\s+line\s+is|Enclosed\s+is)\s+a\s+copy\s+of\s+the\s+(?:message|mail\s+header)
+        | -+\s*Mensaje\s+original\s+adjunto
         | -+\s*Original\s+message\s*-*\s*$
         | Original\s+message\s+headers:?\s*$
         | -*\s*Original\s+message\s+follows\.?
@@ -179,7 +184,7 @@ pub(crate) static RCPT_COMMAND: LazyLock<Regex> = LazyLock::new(|| {
 
 /// Local delivery targets that are not addresses (Exim "save to", "pipe to").
 pub(crate) static DELIVERY_TARGET: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?i)^(?:save\s+to|pipe\s+to|\|/|/\S+$)").unwrap());
+    LazyLock::new(|| Regex::new(r"(?i)^(?:save\s+to|pipe\s+to|\|/|/\S+$|an\s+undisclosed\s+address)").unwrap());
 
 pub(crate) static GENERATED_BY: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(&format!(r#"(?i)^\s*\(?generated\s+by\s+<?({})>?"#, super::address::ADDR_PATTERN)).unwrap()

@@ -149,7 +149,9 @@ static COMMAND: LazyLock<Regex> = LazyLock::new(|| {
         r"(?ix)
         (?:\bafter|in\ reply\ to|did\ not\ like\ our|\bfor)\s+
           (rcpt\ to|mail\ from|end\ of\ data|data|ehlo|helo|initial\ connection|text\ command|pipelined\ data)
-        | (does\ not\ like\ recipient) | (failed\ after\ i\ sent\ the\ message) | \[(rcpt_to|mail_from|data)\]
+        | (does\ not\ like\ recipient) | (failed\ after\ i\ sent\ the\ message|failed\ on\ data\ command)
+        | \[(rcpt_to|mail_from|data)\] | but\ (sender)\ was\ rejected | but\ (my\ name)\ was\ rejected
+        | but\ (greeting)\ failed | (lmtp)\ error\ after
         ",
     )
     .unwrap()
@@ -166,6 +168,8 @@ static REMOTE: LazyLock<Regex> = LazyLock::new(|| {
         | smtp\ server\ <([^>\s]+)>
         | ^\s*([A-Za-z0-9][A-Za-z0-9.-]*[A-Za-z0-9])\s+\[[^\]]*\]\s+did\ not\ like
         | \bconnect\ to\ ([A-Za-z0-9][A-Za-z0-9.-]*[A-Za-z0-9])\[
+        | ^\s*connected\ to\ ([A-Za-z0-9][A-Za-z0-9.:-]*[A-Za-z0-9])\ but
+        | remote\ host\ ([A-Za-z0-9][A-Za-z0-9.:-]*[A-Za-z0-9])\ said
         ",
     )
     .unwrap()
@@ -180,9 +184,9 @@ pub(crate) fn command_in(text: &str) -> Option<&'static str> {
     let word = c.iter().skip(1).flatten().next()?.as_str().to_ascii_lowercase();
     Some(match word.as_str() {
         "rcpt to" | "rcpt_to" | "does not like recipient" => "RCPT",
-        "mail from" | "mail_from" => "MAIL",
-        "ehlo" | "helo" => "EHLO",
-        "initial connection" => "CONN",
+        "mail from" | "mail_from" | "sender" => "MAIL",
+        "ehlo" | "helo" | "my name" => "EHLO",
+        "initial connection" | "greeting" => "CONN",
         _ => "DATA",
     })
 }
