@@ -94,6 +94,11 @@ impl Engine {
         &self.kb
     }
 
+    /// The languages notifications for `domain` can be written in.
+    pub fn languages(&self, domain: &str) -> Vec<String> {
+        self.policies.set(self.policies.for_domain(domain)).languages().map(str::to_string).collect()
+    }
+
     /// Decide what to do with one message (headers + blank line + body).
     pub fn process(&self, raw: &[u8]) -> Outcome {
         self.process_with(raw, &Options::default())
@@ -212,6 +217,12 @@ impl Engine {
     }
 }
 
+// The doors share one engine between threads and tasks.
+const _: fn() = || {
+    fn shared<T: Send + Sync>() {}
+    shared::<Engine>();
+};
+
 /// Run `f`; a panic becomes a pass (the door then sends the original on).
 fn guarded(f: impl FnOnce() -> Outcome) -> Outcome {
     match std::panic::catch_unwind(AssertUnwindSafe(f)) {
@@ -247,9 +258,15 @@ fn annotation(explained: &[(&RecipientFacts, Explanation)], lang: &str, reasons:
         let t = e.cause.texts(lang);
         let address = sanitize::text(facts.address.as_deref().unwrap_or("unknown recipient"), 320);
         let status = e.status.as_deref().map(|s| format!("; status={}", sanitize::text(s, 20))).unwrap_or_default();
-        let text = sanitize::text(&format!("{} {}", t.title.trim_end_matches('.'), t.remedy), 300);
-        let value = format!("{address}; reason={}{status}; {}", e.cause.reason, text);
-        header_edits.push(HeaderEdit::Add { name: EXPLANATION.into(), value: encode::header_value(&value) });
+        let text = sanitize::text(&format!("{}. {}", t.title.trim_end_matches('.'), t.remedy), 300);
+        let fields = format!("{address}; reason={}{status};", e.cause.reason);
+        // Keep the machine-readable start plain when it can be; encode what is not ASCII.
+        let value = if fields.is_ascii() {
+            format!("{fields} {}", encode::header_value(&text))
+        } else {
+            encode::header_value(&format!("{fields} {text}"))
+        };
+        header_edits.push(HeaderEdit::Add { name: EXPLANATION.into(), value });
     }
     Modification { header_edits, body: None, summary }
 }
