@@ -241,3 +241,24 @@ pub fn header(raw: &[u8], name: &str) -> Vec<String> {
         .map(|h| String::from_utf8_lossy(&raw[h.offset_field as usize..h.offset_end as usize]).trim().to_string())
         .collect()
 }
+
+/// A fresh directory under the system temp dir, with `files` (relative path, content).
+pub fn temp_dir(tag: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("plainbounce-test-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for (path, content) in files {
+        let p = dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+    }
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `Engine::new` with the test knowledge base and `extra`; the error text on failure.
+pub fn engine_error(extra: &str) -> String {
+    match Engine::new(config(&format!("{}{extra}", kb_line()))) {
+        Ok(_) => panic!("engine accepted the configuration:\n{extra}"),
+        Err(e) => format!("{e:#}"),
+    }
+}
