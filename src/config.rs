@@ -29,6 +29,18 @@ pub struct Config {
     /// Knowledge-base files that extend or override the built-in one.
     #[serde(default)]
     pub kb_files: Vec<PathBuf>,
+    /// Permissions of a unix milter socket, in octal (e.g. "0660").
+    #[serde(default = "default_socket_mode")]
+    pub socket_mode: String,
+    /// Look only at messages with a null sender (bounces); others pass at MAIL FROM.
+    #[serde(default = "default_true")]
+    pub only_null_sender: bool,
+    /// Milter connections served at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Postfix reply footers: wording and socketmap server limits.
+    #[serde(default)]
+    pub footer: FooterConfig,
     /// Bounces to addresses matching any of these (case-insensitive) regular expressions
     /// are left alone: they go to automated bounce handlers (VERP, mailing lists).
     #[serde(default = "default_skip_patterns")]
@@ -40,6 +52,53 @@ pub struct Config {
     /// keys fall back to `[default]`.
     #[serde(default)]
     pub domains: BTreeMap<String, Policy>,
+}
+
+fn default_socket_mode() -> String {
+    "0660".into()
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_max_connections() -> usize {
+    100
+}
+
+/// `[footer]`: the texts appended to Postfix's own rejections (socketmap and static table).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FooterConfig {
+    /// Language of the map name `footer` (`footer-LANG` picks another one per listener).
+    pub lang: String,
+    /// "short": title and remedy; "full": title, explanation and remedy.
+    pub style: FooterStyle,
+    /// Time a client has to send one complete request once it has started (milliseconds).
+    pub request_timeout_ms: u64,
+    /// An idle connection is closed after this long (milliseconds).
+    pub idle_timeout_ms: u64,
+    /// Connections served at once; further ones are closed at once.
+    pub max_connections: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FooterStyle {
+    Short,
+    Full,
+}
+
+impl Default for FooterConfig {
+    fn default() -> Self {
+        FooterConfig {
+            lang: "en".into(),
+            style: FooterStyle::Short,
+            request_timeout_ms: 5_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 64,
+        }
+    }
 }
 
 /// What to do with bounces for one domain. Every key is optional; see [`Policy::resolve`].

@@ -4,6 +4,9 @@ mod check_config;
 mod explain;
 mod preview;
 mod rewrite;
+mod serve;
+mod footers;
+mod socketmap;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -25,6 +28,12 @@ enum Command {
     Preview(preview::Args),
     /// Validate a configuration file, its templates and knowledge-base files.
     CheckConfig(check_config::Args),
+    /// Run the milter for Postfix or Sendmail.
+    Serve(serve::Args),
+    /// Print a pcre:/regexp: table of reply footers for Postfix's smtpd_reject_footer_maps.
+    PostfixFooters(footers::Args),
+    /// Serve only the Postfix socketmap of reply footers (smtpd_reject_footer_maps).
+    ServeSocketmap(socketmap::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -34,6 +43,9 @@ pub fn main() -> ExitCode {
         Command::Rewrite(args) => rewrite::run(args),
         Command::Preview(args) => preview::run(args),
         Command::CheckConfig(args) => check_config::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::PostfixFooters(args) => footers::run(args),
+        Command::ServeSocketmap(args) => socketmap::run(args),
     };
     match result {
         Ok(code) => code,
