@@ -231,3 +231,20 @@ fn apply_without_changes_is_the_identity() {
         assert_eq!(apply(&raw, &m), raw, "{name}");
     }
 }
+
+#[test]
+fn english_text_part_stays_readable_for_text_parsers() {
+    // Plain ASCII notifications go out as 7bit, so a parser that greps the raw text part
+    // (as many bounce processors do) still finds the server's reply as it was.
+    let engine = test_engine("[default]\nlanguage = \"en\"\n");
+    for name in ["postfix-userunknown.eml", "multi-recipient.crlf.eml", "qmail-plain.eml"] {
+        let (_, out) = rewrite_fixture(&engine, name);
+        let msg = MessageParser::new().parse(&out).unwrap();
+        let plain = msg.parts.iter().find(|p| p.content_type().is_some_and(|c| c.subtype() == Some("plain") && c.attribute("charset") == Some("utf-8"))).unwrap();
+        assert_eq!(plain.content_transfer_encoding(), Some("7bit"), "{name}");
+        let raw_text = String::from_utf8_lossy(&out[plain.offset_body as usize..plain.offset_end as usize]).into_owned();
+        for r in facts(name).recipients {
+            assert!(raw_text.contains(r.diagnostic.as_deref().unwrap()), "{name}: diagnostic verbatim in the raw text");
+        }
+    }
+}
