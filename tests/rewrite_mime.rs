@@ -236,7 +236,7 @@ fn apply_without_changes_is_the_identity() {
 fn english_text_part_stays_readable_for_text_parsers() {
     // Plain ASCII notifications go out as 7bit, so a parser that greps the raw text part
     // (as many bounce processors do) still finds the server's reply as it was.
-    let engine = test_engine("[default]\nlanguage = \"en\"\n");
+    let engine = test_engine("[default]\nlanguage = \"en\"\norganisation = \"Example Org\"\nhelpdesk = \"help@example.org\"\nlinks = [{ label = \"Status\", url = \"https://status.example.org/\" }]\n");
     for name in ["postfix-userunknown.eml", "multi-recipient.crlf.eml", "qmail-plain.eml"] {
         let (_, out) = rewrite_fixture(&engine, name);
         let msg = MessageParser::new().parse(&out).unwrap();
