@@ -191,6 +191,8 @@ impl Engine {
     /// every field filled, one with none of the optional ones.
     fn trial_render(&self) -> Result<()> {
         let samples = [sample_bounce(true), sample_bounce(false)];
+        let explained: Vec<Vec<_>> =
+            samples.iter().map(|b| b.recipients.iter().map(|r| (r, classify::classify(&self.kb, r))).collect()).collect();
         let mut done: Vec<(usize, &str)> = Vec::new();
         for dp in self.policies.all().filter(|dp| dp.policy.mode == Mode::Rewrite) {
             if done.contains(&(dp.set, dp.policy.template.as_str())) {
@@ -199,15 +201,15 @@ impl Engine {
             done.push((dp.set, dp.policy.template.as_str()));
             let set = self.policies.set(dp);
             for lang in set.languages() {
-                for (full, bounce) in samples.iter().enumerate().map(|(i, b)| (i == 0, b)) {
-                    let explained: Vec<_> = bounce.recipients.iter().map(|r| (r, classify::classify(&self.kb, r))).collect();
+                for (i, (bounce, explained)) in samples.iter().zip(&explained).enumerate() {
+                    let full = i == 0;
                     let mut dp_sample = DomainPolicy { policy: dp.policy.clone(), set: dp.set };
                     if full {
                         dp_sample.policy.helpdesk.get_or_insert_with(|| "helpdesk@example.org".into());
                         dp_sample.policy.helpdesk_url.get_or_insert_with(|| "https://help.example.org/".into());
                         dp_sample.policy.links.push(crate::config::Link { label: "Status".into(), url: "https://status.example.org/".into() });
                     }
-                    let view = build_view(bounce, &dp_sample, "sender@example.org", lang, &explained, |k| set.string(lang, k).unwrap_or_default().to_string());
+                    let view = build_view(bounce, &dp_sample, "sender@example.org", lang, explained, |k| set.string(lang, k).unwrap_or_default().to_string());
                     set.render(&dp.policy.template, &view)
                         .with_context(|| format!("template {:?} in language {lang:?} fails on a sample bounce", dp.policy.template))?;
                 }

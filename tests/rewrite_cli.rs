@@ -24,8 +24,10 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// A configuration file; the time budget is generous because debug builds on a busy
+/// test machine are slow (the timeout has its own test).
 fn write_config(tag: &str, extra: &str) -> String {
-    let dir = temp_dir(tag, &[("plainbounce.toml", &format!("socket = \"inet:8890@127.0.0.1\"\nmax_body = 10485760\ntimeout_ms = 2000\nlog_level = \"info\"\n{extra}"))]);
+    let dir = temp_dir(tag, &[("plainbounce.toml", &format!("socket = \"inet:8890@127.0.0.1\"\nmax_body = 10485760\ntimeout_ms = 60000\nlog_level = \"info\"\n{extra}"))]);
     dir.join("plainbounce.toml").display().to_string()
 }
 
@@ -104,4 +106,52 @@ fn preview_explains_why_it_did_not_rewrite() {
     let o = plainbounce(&["preview", "--file", "/nonexistent.eml"], b"");
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("cannot read /nonexistent.eml"), "{}", stderr(&o));
+}
+
+#[test]
+fn rewrite_rewrites_bounces_once() {
+    let config = write_config("cli-bounces", "");
+    for name in BOUNCES {
+        let raw = fixture(name);
+        let o = plainbounce(&["rewrite", "--config", &config], &raw);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        assert!(stderr(&o).contains("rewritten"), "{name}: {}", stderr(&o));
+        assert_eq!(header(&o.stdout, "X-Plainbounce").len(), 1, "{name}");
+        let (before, after) = (top_parts(&raw), top_parts(&o.stdout));
+        assert!(after.ends_with(&before[1.min(before.len())..]), "{name}: the original's later parts are kept");
+        // Through the filter a second time: nothing changes. (Once: each run of the
+        // debug binary spends seconds compiling the knowledge base.)
+        if *name == "multi-recipient.crlf.eml" {
+            let again = plainbounce(&["rewrite", "--config", &config], &o.stdout);
+            assert_eq!(again.stdout, o.stdout, "{name}");
+            assert!(stderr(&again).contains("already handled"), "{}", stderr(&again));
+        }
+    }
+}
+
+#[test]
+fn rewrite_passes_the_original_on_timeout() {
+    let config = write_config("cli-timeout", "").replace("plainbounce.toml", "timeout.toml");
+    std::fs::write(&config, "socket = \"inet:8890@127.0.0.1\"\nmax_body = 10485760\ntimeout_ms = 0\nlog_level = \"info\"\n").unwrap();
+    let raw = fixture("multi-recipient.crlf.eml");
+    let o = plainbounce(&["rewrite", "--config", &config], &raw);
+    assert!(o.status.success());
+    assert_eq!(o.stdout, raw);
+    assert!(stderr(&o).contains("took longer than timeout_ms"), "{}", stderr(&o));
+}
+
+#[test]
+fn preview_writes_the_message_and_its_html() {
+    let dir = temp_dir("cli-preview", &[]);
+    let html_path = dir.join("out.html");
+    let config = write_config("cli-preview-config", "[domains.\"example.com\"]\norganisation = \"Example Corp\"\nlanguage = \"es\"\n");
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/postfix-userunknown.eml");
+    let html_arg = html_path.display().to_string();
+    let o = plainbounce(&["preview", "--file", file, "--html", &html_arg, "--config", &config, "--domain", "example.com"], b"");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let (text, html) = notification(&o.stdout);
+    assert!(text.contains("Su mensaje a bob@example.net no se pudo entregar") && text.contains("Example Corp"), "{text}");
+    assert_eq!(std::fs::read_to_string(&html_path).unwrap(), html);
+    let o = plainbounce(&["preview", "--file", file, "--lang", "de"], b"");
+    assert!(notification(&o.stdout).0.contains("Ihre Nachricht an bob@example.net"));
 }
