@@ -2,7 +2,7 @@
 //! socket, applying its permissions), and a listener that can stop accepting on demand.
 
 use anyhow::{bail, Context as _, Result};
-use indymilter::{EitherListener, Listener};
+use indymilter::{EitherListener, EitherStream, Listener};
 use std::fs;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
-use tokio::net::{TcpListener, UnixListener};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 
 /// Where to listen, as Postfix and Sendmail write it.
 #[derive(Debug, Clone, PartialEq)]
@@ -137,7 +137,10 @@ impl<L> Closable<L> {
     }
 }
 
-impl<L: Listener> Listener for Closable<L> {
+impl<L: Listener> Listener for Closable<L>
+where
+    L::Io: NoDelay,
+{
     type Io = L::Io;
 
     fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<L::Io>> {
@@ -146,9 +149,37 @@ impl<L: Listener> Listener for Closable<L> {
         if self.signal.closed.load(Ordering::SeqCst) {
             self.inner = None;
         }
-        match &mut self.inner {
+        let accepted = match &mut self.inner {
             Some(l) => l.poll_accept(cx),
             None => Poll::Pending,
+        };
+        if let Poll::Ready(Ok(stream)) = &accepted {
+            stream.no_delay();
+        }
+        accepted
+    }
+}
+
+/// Replies go out as a 5-byte length and then the payload; with Nagle's algorithm a
+/// large reply's tail would wait for the MTA's delayed ACK (40 ms) on TCP.
+pub trait NoDelay {
+    fn no_delay(&self);
+}
+
+impl NoDelay for TcpStream {
+    fn no_delay(&self) {
+        let _ = self.set_nodelay(true);
+    }
+}
+
+impl NoDelay for UnixStream {
+    fn no_delay(&self) {}
+}
+
+impl NoDelay for EitherStream<TcpStream, UnixStream> {
+    fn no_delay(&self) {
+        if let EitherStream::Tcp(s) = self {
+            s.no_delay();
         }
     }
 }

@@ -122,7 +122,11 @@ impl<R: Rewriter> Milter<R> {
 
     /// Serve MTA connections until `stop` completes, then stop accepting, let messages
     /// in flight finish (at most [`DRAIN_TIMEOUT`]) and return.
-    pub async fn run(self: Arc<Self>, listener: impl Listener, max_connections: usize, stop: impl Future) -> io::Result<()> {
+    pub async fn run<L>(self: Arc<Self>, listener: L, max_connections: usize, stop: impl Future) -> io::Result<()>
+    where
+        L: Listener,
+        L::Io: listen::NoDelay,
+    {
         let close = Arc::new(listen::CloseSignal::default());
         let listener = listen::Closable::new(listener, close.clone());
         let config = indymilter::Config { max_connections, actions: ACTIONS, ..Default::default() };
@@ -165,7 +169,7 @@ impl<R: Rewriter> Milter<R> {
         }
         self.in_flight.send_modify(|n| *n += 1);
         conn.message = Some(Pending {
-            content: Ok(MessageBuffer::new(loaded.settings.max_body)),
+            content: Ok(MessageBuffer::new(loaded.settings.max_body, message::size_hint(args))),
             loaded: arc_swap::Guard::into_inner(loaded),
             rcpt_domain: None,
             _in_flight: InFlight(self.in_flight.clone()),
