@@ -9,8 +9,12 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll, Waker};
+use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::time::Sleep;
 
 /// Where to listen, as Postfix and Sendmail write it.
 #[derive(Debug, Clone, PartialEq)]
@@ -125,15 +129,21 @@ impl CloseSignal {
 }
 
 /// A listener that drops its socket once closed, so the MTA gets "connection refused"
-/// (and applies its default action) while running sessions finish.
+/// (and applies its default action) while running sessions finish. An accept error
+/// (such as running out of file descriptors) is logged and retried after a pause:
+/// indymilter would otherwise stop the whole milter.
 pub struct Closable<L> {
     inner: Option<L>,
     signal: Arc<CloseSignal>,
+    pause: Option<Pin<Box<Sleep>>>,
 }
+
+/// How long to wait after a failed accept.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 impl<L> Closable<L> {
     pub fn new(inner: L, signal: Arc<CloseSignal>) -> Closable<L> {
-        Closable { inner: Some(inner), signal }
+        Closable { inner: Some(inner), signal, pause: None }
     }
 }
 
@@ -149,14 +159,23 @@ where
         if self.signal.closed.load(Ordering::SeqCst) {
             self.inner = None;
         }
-        let accepted = match &mut self.inner {
-            Some(l) => l.poll_accept(cx),
-            None => Poll::Pending,
-        };
-        if let Poll::Ready(Ok(stream)) = &accepted {
-            stream.no_delay();
+        loop {
+            if let Some(pause) = &mut self.pause {
+                ready!(pause.as_mut().poll(cx));
+                self.pause = None;
+            }
+            let Some(listener) = &mut self.inner else { return Poll::Pending };
+            match ready!(listener.poll_accept(cx)) {
+                Ok(stream) => {
+                    stream.no_delay();
+                    return Poll::Ready(Ok(stream));
+                }
+                Err(e) => {
+                    tracing::warn!(error = e.to_string(), "cannot accept a connection; retrying");
+                    self.pause = Some(Box::pin(tokio::time::sleep(ACCEPT_PAUSE)));
+                }
+            }
         }
-        accepted
     }
 }
 
@@ -199,6 +218,32 @@ mod tests {
         for bad in ["inet:x@h", "inet:99999@h", "inet:25@", "unix:relative", "tcp:1@h", "relative"] {
             assert!(SocketSpec::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    /// Fails once, then hands out one stream, then nothing.
+    struct Flaky(Vec<io::Result<tokio::io::DuplexStream>>);
+
+    impl Listener for Flaky {
+        type Io = tokio::io::DuplexStream;
+        fn poll_accept(&mut self, _: &mut Context<'_>) -> Poll<io::Result<Self::Io>> {
+            self.0.pop().map_or(Poll::Pending, Poll::Ready)
+        }
+    }
+
+    impl NoDelay for tokio::io::DuplexStream {
+        fn no_delay(&self) {}
+    }
+
+    #[tokio::test]
+    async fn accept_errors_are_retried_and_close_stops_accepting() {
+        let (stream, _other) = tokio::io::duplex(8);
+        let flaky = Flaky(vec![Ok(stream), Err(io::Error::from_raw_os_error(24))]);
+        let signal = Arc::new(CloseSignal::default());
+        let mut l = Closable::new(flaky, signal.clone());
+        assert!(l.accept().await.is_ok(), "the error was passed on instead of retried");
+        signal.close();
+        assert!(tokio::time::timeout(Duration::from_millis(50), l.accept()).await.is_err());
+        assert!(l.inner.is_none(), "socket kept open after close");
     }
 
     #[test]
