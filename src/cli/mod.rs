@@ -2,6 +2,8 @@
 
 mod explain;
 mod serve;
+mod footers;
+mod socketmap;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -19,6 +21,10 @@ enum Command {
     Explain(explain::Args),
     /// Run the milter for Postfix or Sendmail.
     Serve(serve::Args),
+    /// Print a pcre:/regexp: table of reply footers for Postfix's smtpd_reject_footer_maps.
+    PostfixFooters(footers::Args),
+    /// Serve only the Postfix socketmap of reply footers (smtpd_reject_footer_maps).
+    ServeSocketmap(socketmap::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -26,6 +32,8 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Explain(args) => explain::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::PostfixFooters(args) => footers::run(args),
+        Command::ServeSocketmap(args) => socketmap::run(args),
     };
     match result {
         Ok(code) => code,
