@@ -26,7 +26,7 @@ struct StandIn {
 }
 
 impl Rewriter for StandIn {
-    fn process(&self, raw: &[u8]) -> Outcome {
+    fn process(&self, raw: &[u8], _recipient: Option<&str>) -> Outcome {
         if !self.modify {
             return Outcome::Pass("stand-in".into());
         }

@@ -11,14 +11,18 @@ pub fn is_null_sender(args: &[CString]) -> bool {
     }
 }
 
-/// The domain of a RCPT TO address (`<user@Example.org>` → `example.org`).
-pub fn recipient_domain(args: &[CString]) -> Option<String> {
+/// The address of a RCPT TO (`<user@example.org>` → `user@example.org`).
+pub fn recipient_address(args: &[CString]) -> Option<String> {
     let addr = args.first()?.to_bytes().trim_ascii();
     let addr = addr.strip_prefix(b"<").unwrap_or(addr);
     let addr = addr.strip_suffix(b">").unwrap_or(addr);
-    let at = addr.iter().rposition(|&b| b == b'@')?;
-    let domain = String::from_utf8_lossy(&addr[at + 1..]).to_ascii_lowercase();
-    (!domain.is_empty()).then_some(domain)
+    (!addr.is_empty()).then(|| String::from_utf8_lossy(addr).into_owned())
+}
+
+/// The domain of an address, lower-cased (`user@Example.org` → `example.org`).
+pub fn domain(address: &str) -> Option<String> {
+    let (_, domain) = address.rsplit_once('@')?;
+    (!domain.is_empty()).then(|| domain.to_ascii_lowercase())
 }
 
 /// The ESMTP SIZE the client announced in MAIL FROM, if any.
@@ -143,11 +147,13 @@ mod tests {
     }
 
     #[test]
-    fn recipient_domain_forms() {
-        assert_eq!(recipient_domain(&[c("<Bob@Example.ORG>"), c("ORCPT=rfc822;x")]).as_deref(), Some("example.org"));
-        assert_eq!(recipient_domain(&[c("bob@example.org")]).as_deref(), Some("example.org"));
-        assert_eq!(recipient_domain(&[c("<postmaster>")]), None);
-        assert_eq!(recipient_domain(&[c("<bob@>")]), None);
+    fn recipient_forms() {
+        assert_eq!(recipient_address(&[c("<Bob@Example.ORG>"), c("ORCPT=rfc822;x")]).as_deref(), Some("Bob@Example.ORG"));
+        assert_eq!(recipient_address(&[c("bob@example.org")]).as_deref(), Some("bob@example.org"));
+        assert_eq!(recipient_address(&[c("<>")]), None);
+        assert_eq!(domain("Bob@Example.ORG").as_deref(), Some("example.org"));
+        assert_eq!(domain("postmaster"), None);
+        assert_eq!(domain("bob@"), None);
     }
 
     #[test]
