@@ -97,7 +97,7 @@ fn every_basic_reply_code_of_rfc_5321_has_a_rule() {
         let rule = kb.rules().iter().find(|r| r.id == id).unwrap_or_else(|| panic!("missing rule {id}"));
         assert_eq!(rule.codes, vec![code], "{id}");
         assert_eq!(rule.evidence(), Evidence::ReplyCode, "{id}");
-        let q = Query { reply_code: Some(code), status: None, text: "" };
+        let q = Query { reply_code: Some(code), status: None, text: "", command: None };
         assert_eq!(kb.lookup(&q).map(|m| m.rule.id.as_str()), Some(id.as_str()));
     }
 }

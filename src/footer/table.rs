@@ -5,7 +5,9 @@
 //! specific matching rule. Writing the entries in the knowledge base's order of
 //! precedence makes the two agree: the first entry that matches is the best rule that
 //! matches. A rule's constraints on the reply code or enhanced status code become an
-//! `if` line around its text pattern (Postfix's reply starts with both).
+//! `if` line around its text pattern (Postfix's reply starts with both). A rule that
+//! wins but gives no footer (e.g. "5.*.*") must also stop the search, as the socketmap
+//! answers NOTFOUND then: it becomes `if !/its codes/` around all entries after it.
 
 use super::regex::{convert, Dialect};
 use super::{gives_footer, layout_unknown_reply, Footers};
@@ -40,12 +42,24 @@ pub struct Table {
 
 /// Build the table in `lang` (texts and style as prepared in `footers`).
 pub fn build(footers: &Footers, lang: &str, format: Format) -> Table {
+    let ordered = by_precedence(footers.kb().rules());
+    let last_footer = ordered.iter().rposition(|r| gives_footer(r)).unwrap_or(0);
     let mut body = String::new();
     let mut written = 0;
     let mut skipped = Vec::new();
+    let mut guards = 0;
     let mut gnu = false;
-    for rule in by_precedence(footers.kb().rules()) {
+    for (i, rule) in ordered.into_iter().enumerate() {
         if !gives_footer(rule) {
+            if i < last_footer {
+                match stopper(rule, format) {
+                    Ok(line) => {
+                        guards += 1;
+                        let _ = writeln!(body, "# {} ({}) gives no footer: no entry below applies to its replies\n{line}", rule.id, rule.cause);
+                    }
+                    Err(why) => skipped.push((rule.id.clone(), why)),
+                }
+            }
             continue;
         }
         let cause = footers.kb().cause(&rule.cause);
@@ -62,9 +76,19 @@ pub fn build(footers: &Footers, lang: &str, format: Format) -> Table {
             Err(why) => skipped.push((rule.id.clone(), why)),
         }
     }
+    body.push_str(&"endif\n".repeat(guards));
     let mut text = header(footers, lang, format, written, &skipped, gnu);
     text.push_str(&body);
     Table { text, written, skipped }
+}
+
+/// `if !/codes/` for a rule without a pattern that gives no footer.
+fn stopper(rule: &Rule, format: Format) -> Result<String, String> {
+    if rule.pattern.is_some() {
+        return Err("footer-less rule with a pattern".into());
+    }
+    let guard = constraint_pattern(rule)?.ok_or("rule has neither pattern nor status")?;
+    Ok(format!("if !{}", delimited(&guard, format)?))
 }
 
 fn header(footers: &Footers, lang: &str, format: Format, written: usize, skipped: &[(String, String)], gnu: bool) -> String {
@@ -73,7 +97,7 @@ fn header(footers: &Footers, lang: &str, format: Format, written: usize, skipped
     let _ = writeln!(h, "# knowledge base ({} rules, language {lang}). In main.cf (Postfix 3.4 or later):", footers.kb().rules().len());
     let _ = writeln!(h, "#   smtpd_reject_footer_maps = {}:/etc/postfix/plainbounce_footers.{}", format.name(), format.name());
     let _ = writeln!(h, "# Entries are in the knowledge base's order of precedence: keep them in this order.");
-    let _ = writeln!(h, "# {written} rules written; {} rules skipped (their pattern cannot be expressed as {}).", skipped.len(), format.name());
+    let _ = writeln!(h, "# {written} rules written; {} rules skipped (for the socketmap they still count).", skipped.len());
     for (id, why) in skipped {
         let _ = writeln!(h, "#   skipped {id}: {}", why.replace(['\r', '\n'], " "));
     }
