@@ -1,11 +1,12 @@
 //! Translations of the cause texts (config/kb/lang/*.toml): every built-in cause is
 //! translated completely into each shipped language, with formal address throughout.
 
+use plainbounce::footer::ascii_safe;
 use plainbounce::kb::{Cause, KnowledgeBase, Texts};
 use std::sync::LazyLock;
 
 /// The languages shipped with translations of every cause.
-const LANGS: &[&str] = &["de"];
+const LANGS: &[&str] = &["de", "fr"];
 
 /// Titles that may read the same as in English, as (language, cause id). Keep it short.
 const SAME_TITLE_OK: &[(&str, &str)] = &[];
@@ -93,6 +94,26 @@ fn sender_texts_use_formal_address() {
                 for word in lower.split(|ch: char| !ch.is_alphabetic()) {
                     if informal.contains(&word) {
                         problems.push(format!("[{lang}] {}: {field} uses informal {word:?}: {text}", c.id));
+                    }
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// Postfix footers carry the texts as ASCII; every letter used must transliterate, or it
+/// would silently vanish from the footer.
+#[test]
+fn every_character_survives_the_footer() {
+    let mut problems = Vec::new();
+    for lang in LANGS {
+        for c in KB.causes() {
+            let Some(t) = translation(c, lang) else { continue };
+            for (field, text) in &fields(t)[..3] {
+                for ch in text.chars().filter(|ch| !ch.is_ascii()) {
+                    if ascii_safe(&ch.to_string()).is_empty() {
+                        problems.push(format!("[{lang}] {}: {field} has {ch:?}, which footers drop", c.id));
                     }
                 }
             }
