@@ -6,7 +6,7 @@ use plainbounce::kb::{Cause, KnowledgeBase, Texts};
 use std::sync::LazyLock;
 
 /// The languages shipped with translations of every cause.
-const LANGS: &[&str] = &["de", "fr"];
+const LANGS: &[&str] = &["de", "fr", "es"];
 
 /// Titles that may read the same as in English, as (language, cause id). Keep it short.
 const SAME_TITLE_OK: &[(&str, &str)] = &[];
@@ -31,6 +31,17 @@ fn fields(t: &Texts) -> [(&'static str, &str); 4] {
 
 fn translation<'a>(c: &'a Cause, lang: &str) -> Option<&'a Texts> {
     c.translations.iter().find(|(l, _)| l == lang).map(|(_, t)| t)
+}
+
+/// Every (language, cause, texts) of the shipped languages.
+fn translated() -> impl Iterator<Item = (&'static str, &'static Cause, &'static Texts)> {
+    LANGS.iter().flat_map(|lang| KB.causes().iter().filter_map(move |c| translation(c, lang).map(|t| (*lang, c, t))))
+}
+
+/// The texts the sender reads (admin notes may quote English server replies).
+fn sender_fields(t: &Texts) -> [(&'static str, &str); 3] {
+    let [title, explanation, remedy, _] = fields(t);
+    [title, explanation, remedy]
 }
 
 #[test]
@@ -66,35 +77,29 @@ fn every_cause_is_fully_translated() {
 #[test]
 fn texts_are_tidy() {
     let mut problems = Vec::new();
-    for lang in LANGS {
-        for c in KB.causes() {
-            let Some(t) = translation(c, lang) else { continue };
-            for (field, text) in fields(t) {
-                if text != text.trim() || text.contains("  ") || text.contains('\n') {
-                    problems.push(format!("[{lang}] {}: {field} has stray whitespace", c.id));
-                }
+    for (lang, c, t) in translated() {
+        for (field, text) in fields(t) {
+            if text != text.trim() || text.contains("  ") || text.contains('\n') {
+                problems.push(format!("[{lang}] {}: {field} has stray whitespace", c.id));
             }
-            if t.title.ends_with('.') {
-                problems.push(format!("[{lang}] {}: title ends with a full stop", c.id));
-            }
+        }
+        if t.title.ends_with('.') {
+            problems.push(format!("[{lang}] {}: title ends with a full stop", c.id));
         }
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
-/// The texts for the sender use formal address; admin notes may quote English replies.
 #[test]
 fn sender_texts_use_formal_address() {
     let mut problems = Vec::new();
-    for (lang, informal) in INFORMAL.iter().filter(|(l, _)| LANGS.contains(l)) {
-        for c in KB.causes() {
-            let Some(t) = translation(c, lang) else { continue };
-            for (field, text) in &fields(t)[..3] {
-                let lower = text.to_lowercase();
-                for word in lower.split(|ch: char| !ch.is_alphabetic()) {
-                    if informal.contains(&word) {
-                        problems.push(format!("[{lang}] {}: {field} uses informal {word:?}: {text}", c.id));
-                    }
+    for (lang, c, t) in translated() {
+        let (_, informal) = INFORMAL.iter().find(|(l, _)| *l == lang).expect("informal words listed for each language");
+        for (field, text) in sender_fields(t) {
+            let lower = text.to_lowercase();
+            for word in lower.split(|ch: char| !ch.is_alphabetic()) {
+                if informal.contains(&word) {
+                    problems.push(format!("[{lang}] {}: {field} uses informal {word:?}: {text}", c.id));
                 }
             }
         }
@@ -107,15 +112,10 @@ fn sender_texts_use_formal_address() {
 #[test]
 fn every_character_survives_the_footer() {
     let mut problems = Vec::new();
-    for lang in LANGS {
-        for c in KB.causes() {
-            let Some(t) = translation(c, lang) else { continue };
-            for (field, text) in &fields(t)[..3] {
-                for ch in text.chars().filter(|ch| !ch.is_ascii()) {
-                    if ascii_safe(&ch.to_string()).is_empty() {
-                        problems.push(format!("[{lang}] {}: {field} has {ch:?}, which footers drop", c.id));
-                    }
-                }
+    for (lang, c, t) in translated() {
+        for (field, text) in sender_fields(t) {
+            for ch in text.chars().filter(|ch| !ch.is_ascii() && ascii_safe(&ch.to_string()).is_empty()) {
+                problems.push(format!("[{lang}] {}: {field} has {ch:?}, which footers drop", c.id));
             }
         }
     }
@@ -138,9 +138,9 @@ fn each_language_file_holds_only_its_language() {
 
 #[test]
 fn translation_of_an_unknown_cause_is_refused() {
-    let mut sources: Vec<(String, String)> = Vec::new();
-    sources.push(("causes".into(), std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/kb/causes.toml")).unwrap()));
-    sources.push(("extra".into(), "[lang.de.no-such-cause]\ntitle = \"Gibt es nicht\"\n".into()));
+    let causes = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/kb/causes.toml")).unwrap();
+    let extra = "[lang.de.no-such-cause]\ntitle = \"Gibt es nicht\"\n".to_string();
+    let sources = [("causes.toml".to_string(), causes), ("extra.toml".to_string(), extra)];
     let err = KnowledgeBase::from_sources(&sources).err().expect("unknown cause must be refused");
     let msg = format!("{err:#}");
     assert!(msg.contains("no-such-cause"), "error does not name the cause: {msg}");
