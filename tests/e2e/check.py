@@ -123,6 +123,8 @@ def check_unchanged(args) -> list:
     raw = lf(open(args.delivered, "rb").read())
     orig = lf(open(args.original, "rb").read())
     errors = []
+    if args.body_only:
+        raw, orig = split_message(raw)[1], split_message(orig)[1]
     if not raw.endswith(orig):
         errors.append("delivered message does not end with the original's bytes (headers + body)")
         _, body = split_message(raw)
@@ -166,6 +168,8 @@ def main():
     u = sub.add_parser("unchanged")
     u.add_argument("delivered")
     u.add_argument("original")
+    u.add_argument("--body-only", action="store_true",
+                   help="compare only the body (for MTAs that reformat address headers)")
     e = sub.add_parser("explain")
     e.add_argument("plainbounce")
     e.add_argument("reply")

@@ -49,8 +49,10 @@ run_cleanups() {
 trap run_cleanups EXIT
 trap 'exit 130' INT TERM
 
+# Not under /tmp: Sendmail refuses files below a world-writable directory.
 make_workdir() {
-    WORK=$(mktemp -d "${TMPDIR:-/tmp}/plainbounce-e2e-$1.XXXXXX")
+    mkdir -p "$CACHE/run"
+    WORK=$(mktemp -d "$CACHE/run/$1.XXXXXX")
     chmod 755 "$WORK"
     if [ -z "${E2E_KEEP:-}" ]; then on_exit "rm -rf '$WORK'"; fi
 }
