@@ -118,17 +118,22 @@ unpack_debs() {
     echo "$tree"
 }
 
-# The test user/groups: created if missing, removed at exit if this run created them.
+# A system user (with its own group): created if missing, removed at exit if we made it.
+ensure_system_user() {
+    if ! getent passwd "$1" >/dev/null; then
+        useradd --system --user-group --no-create-home --home-dir /nonexistent \
+            --shell /usr/sbin/nologin "$1" || return 1
+        on_exit "userdel '$1'; groupdel '$1'"
+    fi
+}
+
+# The test user and set-gid group, created if missing and removed at exit if we made them.
 ensure_test_user() {
     if ! getent group "$E2E_DROP_GROUP" >/dev/null; then
         groupadd --system "$E2E_DROP_GROUP"
         on_exit "groupdel '$E2E_DROP_GROUP'"
     fi
-    if ! getent passwd "$E2E_USER" >/dev/null; then
-        useradd --system --user-group --no-create-home --home-dir /nonexistent \
-            --shell /usr/sbin/nologin "$E2E_USER"
-        on_exit "userdel '$E2E_USER'"
-    fi
+    ensure_system_user "$E2E_USER"
     E2E_UID=$(id -u "$E2E_USER")
     E2E_GID=$(id -g "$E2E_USER")
 }
