@@ -4,7 +4,7 @@ use regex::Regex;
 use std::sync::LazyLock;
 
 static REPLY: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?:^|[\s:;(\[\x22'<>=])([245][0-5][0-9])(?:[\s\-.,:;)\]]|$)").unwrap());
+    LazyLock::new(|| Regex::new(r"(?:^|[\s:;(\[\x22'<>=])([245][0-9][0-9])(?:[\s\-.,:;)\]]|$)").unwrap());
 static STATUS: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?:^|[^\d.])([245])\.(\d{1,3})\.(\d{1,3})(?:[^\d.]|\.(?:\D|$)|$)").unwrap());
 
@@ -17,13 +17,16 @@ pub struct FoundCodes {
 
 impl FoundCodes {
     pub fn as_query<'a>(&'a self, text: &'a str) -> crate::kb::Query<'a> {
-        crate::kb::Query { reply_code: self.reply_code, status: self.status.as_deref(), text }
+        crate::kb::Query { reply_code: self.reply_code, status: self.status.as_deref(), text, command: None }
     }
 }
 
-/// First basic reply code (2xx/4xx/5xx) in `text`.
+static LEADING: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^\s*([1-5][0-9][0-9])(?:[\s\-]|$)").unwrap());
+
+/// First basic reply code (2xx/4xx/5xx) in `text`; 1xx and 3xx count only at the start,
+/// where nothing else could be meant.
 pub fn reply_code(text: &str) -> Option<u16> {
-    REPLY.captures(text).and_then(|c| c[1].parse().ok())
+    REPLY.captures(text).or_else(|| LEADING.captures(text)).and_then(|c| c[1].parse().ok())
 }
 
 /// First enhanced status code (class.subject.detail) in `text`.
@@ -47,6 +50,9 @@ mod tests {
         assert_eq!(f.status.as_deref(), Some("5.1.1"));
         assert_eq!(reply_code("smtp; 553 sorry, relaying denied"), Some(553));
         assert_eq!(reply_code("host 192.168.250.1 said"), None);
+        assert_eq!(reply_code("471 Bad sender"), Some(471));
+        assert_eq!(reply_code("101 The server is unable to connect"), Some(101));
+        assert_eq!(reply_code("Error 354 seen"), None);
         assert_eq!(status("#5.1.1 SMTP; 550"), Some("5.1.1".into()));
         assert_eq!(status("version 10.5.1.2 build"), None);
         assert_eq!(status("Status: 4.7.27."), Some("4.7.27".into()));

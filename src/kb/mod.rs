@@ -1,8 +1,9 @@
 //! The knowledge base: causes and rules from TOML, compiled once into a matcher.
 //!
 //! Matching picks the most specific evidence: a text pattern beats an enhanced status
-//! code, which beats a basic reply code; within a tier, a rule that also constrains the
-//! status or code beats one that does not, then `priority`, then load order.
+//! code, which beats a basic reply code; within a tier, a rule tied to the SMTP command
+//! beats one that is not, then the more specific status, then a rule that also names
+//! the code, then `priority`, then load order.
 
 mod builtin;
 mod load;
@@ -24,6 +25,8 @@ pub struct Query<'a> {
     pub status: Option<&'a str>,
     /// Diagnostic text (may be empty).
     pub text: &'a str,
+    /// SMTP command the reply followed (upper case), if the report says.
+    pub command: Option<&'a str>,
 }
 
 /// The rule that won and the cause it names.
@@ -124,10 +127,10 @@ impl KnowledgeBase {
         Some(Match { rule: &self.rules[best], cause: &self.causes[self.rule_cause[best]] })
     }
 
-    fn score(&self, i: usize) -> (Evidence, u8, bool, i32) {
+    fn score(&self, i: usize) -> (Evidence, bool, u8, bool, i32) {
         let r = &self.rules[i];
         let status_rank = r.status.as_deref().map_or(0, status_specificity);
-        (r.evidence(), status_rank, !r.codes.is_empty(), r.priority)
+        (r.evidence(), !r.commands.is_empty(), status_rank, !r.codes.is_empty(), r.priority)
     }
 
     /// The rules whose `examples` do not match the rule itself, as "rule: example" lines.
@@ -148,6 +151,9 @@ impl KnowledgeBase {
 
 fn constraints_hold(r: &Rule, q: &Query) -> bool {
     if !r.codes.is_empty() && !q.reply_code.is_some_and(|c| r.codes.contains(&c)) {
+        return false;
+    }
+    if !r.commands.is_empty() && !q.command.is_some_and(|c| r.commands.iter().any(|rc| rc == c)) {
         return false;
     }
     match &r.status {

@@ -72,6 +72,9 @@ impl Cause {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Evidence {
+    /// A generic enhanced status (X.0.0: "other undefined status"), which says less
+    /// than the basic reply code beside it.
+    GenericStatus,
     /// Basic reply code only (RFC 5321).
     ReplyCode,
     /// Enhanced status code (RFC 3463 / 5248 registry).
@@ -91,6 +94,9 @@ pub struct Rule {
     pub status: Option<String>,
     /// Basic reply codes that the rule requires (any of).
     pub codes: Vec<u16>,
+    /// SMTP commands after which the reply must have come (any of; upper case:
+    /// CONN, HELO, MAIL, RCPT, DATA). Empty: any.
+    pub commands: Vec<String>,
     /// Provider or MTA the wording comes from (informational).
     pub provider: Option<String>,
     /// Registry or source name (e.g. "Bad destination mailbox address").
@@ -105,6 +111,8 @@ impl Rule {
     pub fn evidence(&self) -> Evidence {
         if self.pattern.is_some() {
             Evidence::Text
+        } else if self.status.as_deref().is_some_and(|s| s.ends_with(".0.0")) {
+            Evidence::GenericStatus
         } else if self.status.is_some() {
             Evidence::StatusCode
         } else {
