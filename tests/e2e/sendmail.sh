@@ -116,7 +116,7 @@ test_smtp_dsn() {
         --expect "$(explanation "553 sorry, relaying denied from your location")"
 }
 
-# $2 arrives unchanged from sender $3; $4 = --body-only where Sendmail itself drops the
+# $2 arrives unchanged from sender $3; $4 = "--without-header Return-Path": Sendmail itself drops the
 # sender's Return-Path: header (it always does, and writes its own).
 test_unchanged() {
     local name=$1 msg=$2 sender=$3 file
@@ -143,6 +143,6 @@ note "sendmail on 127.0.0.1:$SMTP_PORT, plainbounce milter on $MILTER_PORT"
 run "sendmail: a DSN arriving over SMTP is rewritten via INPUT_MAIL_FILTER" test_smtp_dsn dsn-smtp
 run "sendmail: ordinary mail passes unchanged" test_unchanged ordinary "$MSG/ordinary.eml" bob@elsewhere.test
 stop_milter
-run "sendmail: plainbounce down, a DSN over SMTP still arrives unchanged" test_unchanged down-dsn "$MSG/dsn-remote.eml" "" --body-only
+run "sendmail: plainbounce down, a DSN over SMTP still arrives unchanged" test_unchanged down-dsn "$MSG/dsn-remote.eml" "" "--without-header Return-Path"
 run "sendmail: plainbounce down, ordinary mail still arrives unchanged" test_unchanged down-ordinary "$MSG/ordinary.eml" bob@elsewhere.test
 summary
