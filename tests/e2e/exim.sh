@@ -31,7 +31,9 @@ MAILDIR=$EX/mail
 MAILBOXES="alice dsn-smtp ordinary null-sender"
 export LD_LIBRARY_PATH=$TREE/usr/lib/x86_64-linux-gnu
 
-exim() { "$TREE/usr/sbin/exim4" -C "$EX/exim.conf" "$@"; }
+# A command array, not a function: started with &, a function would run in a subshell and
+# $! would not be Exim's pid.
+EXIM=("$TREE/usr/sbin/exim4" -C "$EX/exim.conf")
 
 configure_exim() {
     mkdir -p "$EX/spool" "$EX/log" "$MAILDIR"
@@ -95,13 +97,13 @@ local_maildir:
 begin retry
 *   *   F,10m,1m
 EOF
-    exim -bV >"$EX/bV.log" 2>&1 || { cat "$EX/bV.log"; return 1; }
+    "${EXIM[@]}" -bV >"$EX/bV.log" 2>&1 || { cat "$EX/bV.log"; return 1; }
 }
 
 start_exim() {
-    exim -bdf -q10s >"$EX/daemon.log" 2>&1 &
+    "${EXIM[@]}" -bdf -q10s >"$EX/daemon.log" 2>&1 &
     local pid=$!
-    on_exit "kill $pid"
+    on_exit "stop_pid $pid"
     wait_port "$SMTP_PORT" 30
 }
 

@@ -19,17 +19,22 @@ pass() { echo "PASS: $*"; PASSED=$((PASSED + 1)); }
 fail() { echo "FAIL: $*"; FAILED=$((FAILED + 1)); }
 note() { echo "---- $*"; }
 
-# Run "$@" and count it as one test named $1's description.
+# Run "$@" as one test called $1; its output is shown only if it fails. It runs in this
+# shell (not a subshell), so what it starts and registers with on_exit stays ours.
 check() {
-    local name=$1
+    local name=$1 out rc
     shift
-    local out
-    if out=$("$@" 2>&1); then
+    out=$(mktemp)
+    "$@" >"$out" 2>&1
+    rc=$?
+    if [ "$rc" -eq 0 ]; then
         pass "$name"
     else
         fail "$name"
-        printf '%s\n' "$out" | sed 's/^/    /'
+        sed 's/^/    /' "$out"
     fi
+    rm -f "$out"
+    return "$rc"
 }
 
 summary() {
@@ -49,6 +54,17 @@ run_cleanups() {
 trap run_cleanups EXIT
 trap 'exit 130' INT TERM
 
+# Stop process $1: SIGTERM, up to 10 s for it to go, then SIGKILL.
+stop_pid() {
+    local i
+    kill "$1" 2>/dev/null || return 0
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$1" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -KILL "$1" 2>/dev/null
+}
+
 # Not under /tmp: Sendmail refuses files below a world-writable directory.
 make_workdir() {
     mkdir -p "$CACHE/run"
@@ -60,6 +76,11 @@ make_workdir() {
 # A free TCP port on 127.0.0.1 (the kernel picks it).
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# True if something listens on 127.0.0.1:$1.
+port_in_use() {
+    python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1)' "$1" 2>/dev/null
 }
 
 # Wait until something listens on 127.0.0.1:$1 (up to $2 seconds, default 20).
@@ -143,7 +164,7 @@ start_fake_smtp() {
     python3 "$E2E_DIR/fake-smtp.py" --port-file "$WORK/fake.port" --sink "$WORK/remote" \
         >"$WORK/fake-smtp.log" 2>&1 &
     local pid=$!
-    on_exit "kill $pid"
+    on_exit "stop_pid $pid"
     local i
     for ((i = 0; i < 100; i++)); do
         [ -s "$WORK/fake.port" ] && break
@@ -157,7 +178,7 @@ start_milter() {
     "$PLAINBOUNCE" serve --socket "inet:$MILTER_PORT@127.0.0.1" ${1:+--config "$1"} \
         >>"$WORK/plainbounce.log" 2>&1 &
     PB_PID=$!
-    on_exit "kill $PB_PID"
+    on_exit "stop_pid $PB_PID"
     wait_port "$MILTER_PORT" 20
 }
 

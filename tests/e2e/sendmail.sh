@@ -28,11 +28,11 @@ export LD_LIBRARY_PATH=$TREE/usr/lib/x86_64-linux-gnu
 
 # Sendmail sleeps 60 s at every start when the host name has no dot and does not resolve
 # to one; give it a qualified name in a UTS namespace of its own when we can.
+# A command array, not a function: started with &, a function would run in a subshell and
+# $! would not be sendmail's pid.
+SENDMAIL=("$TREE/usr/libexec/sendmail/sendmail" -C "$SM/sendmail.cf")
 if unshare --uts true 2>/dev/null; then
-    sm() { unshare --uts sh -c 'hostname mx.local.test && exec "$@"' sh \
-        "$TREE/usr/libexec/sendmail/sendmail" -C "$SM/sendmail.cf" "$@"; }
-else
-    sm() { "$TREE/usr/libexec/sendmail/sendmail" -C "$SM/sendmail.cf" "$@"; }
+    SENDMAIL=(unshare --uts sh -c 'hostname mx.local.test && exec "$@"' sh "${SENDMAIL[@]}")
 fi
 
 # The local mailer: one recipient per call, message on stdin, into $MAILDIR/<user>/new.
@@ -85,14 +85,14 @@ EOF
     "$TREE/usr/bin/m4" "$SM/test.mc" >"$SM/sendmail.cf" || return 1
     grep -q "^Xplainbounce, S=inet:$MILTER_PORT@127.0.0.1" "$SM/sendmail.cf" ||
         { echo "sendmail.cf has no plainbounce filter line"; return 1; }
-    sm -bi >/dev/null 2>&1 || true
+    "${SENDMAIL[@]}" -bi >/dev/null 2>&1 || true
 }
 
 start_sendmail() {
     # -bD: daemon in the foreground (we own its pid); -X: SMTP traffic log for failures.
-    sm -bD -X "$SM/traffic.log" >"$SM/sendmail.log" 2>&1 &
+    "${SENDMAIL[@]}" -bD -X "$SM/traffic.log" >"$SM/sendmail.log" 2>&1 &
     local pid=$!
-    on_exit "kill $pid"
+    on_exit "stop_pid $pid"
     wait_port "$SMTP_PORT" 150
 }
 
