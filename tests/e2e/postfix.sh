@@ -7,7 +7,9 @@
 #       internal_mail_filter_classes = bounce) and lands rewritten in the sender's mailbox;
 #   (b) a DSN arriving over SMTP (smtpd_milters) is rewritten;
 #   (c) ordinary mail passes byte-identical;
-#   (d) with plainbounce stopped, mail still flows (default_action=accept).
+#   (d) with plainbounce stopped, mail still flows (default_action=accept);
+#   (e) Postfix's delay warning for temporary failures (452 mailbox full, 421
+#       greylisting) is rewritten too (it is a DSN of the bounce class).
 #
 # Options: --milter-port PORT --external (plainbounce is already listening there: do not
 # start or stop it; used by deb-test.sh) --only "a b" (run only these tests).
@@ -16,13 +18,13 @@ set -uo pipefail
 
 MILTER_PORT=
 EXTERNAL=
-ONLY="a b c d"
+ONLY="a b c d e"
 while [ $# -gt 0 ]; do
     case $1 in
     --milter-port) MILTER_PORT=$2; shift 2 ;;
     --external) EXTERNAL=1; shift ;;
     --only) ONLY=$2; shift 2 ;;
-    *) echo "usage: $0 [--milter-port PORT] [--external] [--only 'a b c d']" >&2; exit 2 ;;
+    *) echo "usage: $0 [--milter-port PORT] [--external] [--only 'a b c d e']" >&2; exit 2 ;;
     esac
 done
 wants() { [[ " $ONLY " == *" $1 "* ]]; }
@@ -43,7 +45,7 @@ SMTP_PORT=$(free_port)
 [ -n "$MILTER_PORT" ] || MILTER_PORT=$(free_port)
 MSG=$E2E_DIR/messages
 MAILDIR=$PF/mail
-MAILBOXES="alice dsn-smtp ordinary down-dsn down-ordinary carl"
+MAILBOXES="alice dsn-smtp ordinary down-dsn down-ordinary carl dora"
 
 pf() { LD_LIBRARY_PATH=$TREE/usr/lib/postfix "$TREE/usr/sbin/$1" "${@:2}"; }
 
@@ -93,6 +95,7 @@ configure_postfix() {
         "queue_run_delay = 1s" \
         "minimal_backoff_time = 1s" \
         "maximal_backoff_time = 2s" \
+        "delay_warning_time = 1s" \
         "biff = no"
     # The milter settings exactly as packaging/postfix/main.cf.snippet has them; only the
     # address is moved to this run's private port.
@@ -168,6 +171,19 @@ test_unchanged() {
     python3 "$E2E_DIR/check.py" unchanged "$file" "$msg" ${4:-}
 }
 
+test_delay_warning() { # (e)
+    local name=$1 file
+    printf 'From: %s@local.test\r\nTo: full@remote.test, greylist@remote.test\r\nSubject: agenda\r\nDate: Mon, 23 Nov 2026 10:00:00 +0100\r\nMessage-ID: <%s@local.test>\r\n\r\nThe agenda for Monday.\r\n' \
+        "$name" "$name" >"$WORK/$name.eml"
+    smtp_send "$SMTP_PORT" "$name@local.test" "$WORK/$name.eml" full@remote.test greylist@remote.test &&
+        file=$(delivered "$name" 90) || return 1
+    python3 "$E2E_DIR/check.py" rewritten "$file" \
+        --recipient full@remote.test --recipient greylist@remote.test --dsn-field "Action: delayed" \
+        --expect "452 4.2.2 Mailbox full" --expect "421 4.7.0 greylisted, try again later" \
+        --expect "$(explanation "452 4.2.2 Mailbox full")" \
+        --expect "$(explanation "421 4.7.0 greylisted, try again later")"
+}
+
 test_own_bounce_untouched() { # (d): Postfix's own bounce still arrives, as Postfix wrote it
     local name=$1 file
     printf 'From: %s@local.test\r\nTo: unknown@remote.test\r\nSubject: hello\r\n\r\nhello\r\n' "$name" >"$WORK/$name.eml"
@@ -186,6 +202,7 @@ run() {
 
 wants a && run "postfix (a): Postfix's own bounce is rewritten via non_smtpd_milters" test_own_bounce alice
 wants b && run "postfix (b): a DSN arriving over SMTP is rewritten via smtpd_milters" test_smtp_dsn dsn-smtp
+wants e && run "postfix (e): Postfix's delay warning is rewritten" test_delay_warning dora
 wants c && run "postfix (c): ordinary mail passes byte-identical" test_unchanged ordinary "$MSG/ordinary.eml" bob@elsewhere.test
 if wants d && [ -z "$EXTERNAL" ]; then
     stop_milter
