@@ -68,10 +68,10 @@ fn a_lost_original_header_is_caught() {
 fn a_changed_machine_part_is_caught() {
     let (orig, mut out) = pair();
     out.recipients[0][3] = "Status: 5.1.2".into();
-    assert!(check(&orig, &out.build(), &edits()).unwrap_err().contains("part 2 not byte-identical"));
+    assert!(check(&orig, &out.build(), &edits()).unwrap_err().contains("parts [1, 2] changed"));
     let (orig, mut out) = pair();
     out.returned = Some(out.returned.unwrap().replace("noon", "one"));
-    assert!(check(&orig, &out.build(), &edits()).unwrap_err().contains("part 3 not byte-identical"));
+    assert!(check(&orig, &out.build(), &edits()).unwrap_err().contains("parts [1, 3] changed"));
 }
 
 #[test]
@@ -152,5 +152,34 @@ fn nested_report_siblings_must_stay() {
     let original = wrap(&orig, "sibling");
     invariants::check_rewrite(original.as_bytes(), &edits(), wrap(&out, "sibling").as_bytes()).unwrap();
     let err = invariants::check_rewrite(original.as_bytes(), &edits(), wrap(&out, "changed").as_bytes()).unwrap_err();
-    assert!(err.contains("part 2 not byte-identical"), "{err}");
+    assert!(err.contains("parts [1, 2] changed, and only part 1 may"), "{err}");
+}
+
+#[test]
+fn a_new_part_put_before_the_old_ones_passes() {
+    let orig = Dsn::new("550 5.1.1 user unknown");
+    let mut out = orig.clone();
+    out.human = format!("{NEW_PART}\n--{}\n{}", orig.boundary, orig.human);
+    check(&orig, &out.build(), &edits()).unwrap();
+    out.human = format!("{NEW_PART}\n--{}\n{}", orig.boundary, orig.human.replace("sorry", "glad"));
+    assert!(check(&orig, &out.build(), &edits()).unwrap_err().contains("parts became"));
+}
+
+#[test]
+fn a_wrapped_plain_bounce_must_keep_its_body() {
+    let original = b"From: MAILER-DAEMON@mx.example.org\nSubject: failure notice\nContent-Type: text/plain; charset=latin1\n\nHi. This is the qmail-send program.\n<bob@remote.example>:\n550 5.1.1 no mailbox here\n";
+    let body = &original[invariants::split_entity(original).header.len() + 1..];
+    let wrapped = |old_body: &[u8]| {
+        let mut out = b"From: MAILER-DAEMON@mx.example.org\nSubject: failure notice\nContent-Type: multipart/mixed; boundary=\"=_pb_mix\"\nX-Plainbounce: rewritten; reason=userunknown\n\n--=_pb_mix\n".to_vec();
+        out.extend_from_slice(NEW_PART.as_bytes());
+        out.extend_from_slice(b"\n--=_pb_mix\nContent-Type: text/plain; charset=latin1\n\n");
+        out.extend_from_slice(old_body);
+        out.extend_from_slice(b"\n--=_pb_mix--\n");
+        out
+    };
+    let mut m = edits();
+    m.header_edits.push(HeaderEdit::Set { name: "Content-Type".into(), value: "multipart/mixed; boundary=\"=_pb_mix\"".into() });
+    invariants::check_rewrite(original, &m, &wrapped(body)).unwrap();
+    let err = invariants::check_rewrite(original, &m, &wrapped(&body[1..])).unwrap_err();
+    assert!(err.contains("not byte-identical"), "{err}");
 }

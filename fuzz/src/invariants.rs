@@ -165,29 +165,6 @@ fn strip_eol(s: &[u8]) -> &[u8] {
     s.strip_suffix(b"\r").unwrap_or(s)
 }
 
-/// Indices leading from the top entity to the first multipart/report (depth first,
-/// through multipart containers only). Empty path: the top entity itself.
-pub fn find_report(raw: &[u8]) -> Option<Vec<usize>> {
-    find_report_at(raw, 0)
-}
-
-fn find_report_at(raw: &[u8], depth: usize) -> Option<Vec<usize>> {
-    let e = split_entity(raw);
-    let ct = content_type(e.header);
-    if ct.mime == "multipart/report" {
-        return Some(Vec::new());
-    }
-    if !ct.mime.starts_with("multipart/") || depth >= MAX_DEPTH {
-        return None;
-    }
-    let mp = split_multipart(e.body, ct.boundary.as_deref()?);
-    mp.parts.iter().enumerate().find_map(|(i, p)| {
-        let mut path = find_report_at(p, depth + 1)?;
-        path.insert(0, i);
-        Some(path)
-    })
-}
-
 /// Everything that must hold of a rewrite: `output` is `original` with `m` applied.
 pub fn check_rewrite(original: &[u8], m: &Modification, output: &[u8]) -> Check {
     if MessageParser::default().parse(output).is_none() {
@@ -199,10 +176,11 @@ pub fn check_rewrite(original: &[u8], m: &Modification, output: &[u8]) -> Check 
     if m.body.is_none() {
         return if orig.body == out.body { Ok(()) } else { Err("body changed though no new body was given".into()) };
     }
-    match find_report(original) {
-        Some(path) => check_report(orig, out, &path, &[]),
-        // A non-standard bounce (plain text): the whole body is new.
-        None => check_new_entity(output, &[], 0),
+    let (oct, nct) = (content_type(orig.header), content_type(out.header));
+    if oct.mime.starts_with("multipart/") && nct.mime == oct.mime {
+        check_multipart_change(orig, out, &[], 0)
+    } else {
+        check_wrapped(orig, out, &nct)
     }
 }
 
@@ -258,38 +236,69 @@ fn check_headers(orig: &[u8], out: &[u8], edits: &[HeaderEdit]) -> Check {
     }
 }
 
-/// Walk `path` in both messages: siblings on the way stay identical; at the report,
-/// parts 2..n stay identical and part 1 is a well-formed new entity.
-fn check_report(orig: Entity, out: Entity, path: &[usize], outer: &[String]) -> Check {
+/// A multipart kept its type: either one new part was put before the old ones, or exactly
+/// one part changed: part 1 replaced by a new entity, or a multipart part changed the
+/// same way further down (a report nested in multipart/mixed).
+fn check_multipart_change(orig: Entity, out: Entity, outer: &[String], depth: usize) -> Check {
     let (oct, nct) = (content_type(orig.header), content_type(out.header));
-    let (Some(ob), Some(nb)) = (oct.boundary.as_deref(), nct.boundary.as_deref()) else {
-        return Err(format!("multipart without boundary in the output ({})", nct.mime));
-    };
     if nct.mime != oct.mime || nct.report_type != oct.report_type {
-        return Err(format!("content type changed: {:?} -> {:?}", oct, nct));
+        return Err(format!("content type changed: {oct:?} -> {nct:?}"));
     }
+    let (Some(ob), Some(nb)) = (oct.boundary.as_deref(), nct.boundary.as_deref()) else {
+        return Err(format!("{} without boundary", nct.mime));
+    };
     let (op, np) = (split_multipart(orig.body, ob), split_multipart(out.body, nb));
-    if np.parts.len() != op.parts.len() {
-        return Err(format!("{}: {} parts became {}", nct.mime, op.parts.len(), np.parts.len()));
-    }
     if op.closed && !np.closed {
         return Err(format!("{}: closing delimiter lost", nct.mime));
     }
     let mut outer = outer.to_vec();
     outer.push(nb.to_string());
-    let changed = path.first().copied().unwrap_or(0);
-    for (i, (o, n)) in op.parts.iter().zip(&np.parts).enumerate() {
-        if i != changed && o != n {
-            return Err(format!("{}: part {} not byte-identical", nct.mime, i + 1));
+    if np.parts.len() == op.parts.len() + 1 && np.parts[1..] == op.parts[..] {
+        return check_new_entity(np.parts[0], &outer, 1);
+    }
+    if np.parts.len() != op.parts.len() {
+        return Err(format!("{}: {} parts became {}", nct.mime, op.parts.len(), np.parts.len()));
+    }
+    let changed: Vec<usize> = (0..op.parts.len()).filter(|&i| op.parts[i] != np.parts[i]).collect();
+    match changed[..] {
+        [] => Err(format!("{}: new body, yet every part is the same", nct.mime)),
+        [0] if depth == 0 || !content_type(split_entity(op.parts[0]).header).mime.starts_with("multipart/") => {
+            check_new_entity(np.parts[0], &outer, 1)
+        }
+        [k] if content_type(split_entity(op.parts[k]).header).mime.starts_with("multipart/") && depth < MAX_DEPTH => {
+            check_multipart_change(split_entity(op.parts[k]), split_entity(np.parts[k]), &outer, depth + 1)
+        }
+        [k] => Err(format!("{}: part {} changed, and only part 1 may", nct.mime, k + 1)),
+        _ => Err(format!("{}: parts {:?} changed, and only part 1 may", nct.mime, changed.iter().map(|k| k + 1).collect::<Vec<_>>())),
+    }
+}
+
+/// Any other bounce is wrapped: multipart/mixed with the new part first and the old body,
+/// byte for byte, second (with its own Content-Type and Content-Transfer-Encoding only).
+fn check_wrapped(orig: Entity, out: Entity, nct: &ContentType) -> Check {
+    if nct.mime != "multipart/mixed" {
+        return Err(format!("body replaced, but the result is {} and not multipart/mixed", nct.mime));
+    }
+    let b = nct.boundary.as_deref().ok_or("multipart/mixed without boundary")?;
+    check_boundary(b, &[])?;
+    if contains(orig.body, format!("--{b}").as_bytes()) {
+        return Err(format!("new boundary {b:?} occurs in the original body"));
+    }
+    let mp = split_multipart(out.body, b);
+    if !mp.closed || mp.parts.len() != 2 || mp.stray_delimiters > 0 {
+        return Err(format!("wrapped body: {} parts, closed {}", mp.parts.len(), mp.closed));
+    }
+    check_new_entity(mp.parts[0], &[b.to_string()], 1)?;
+    let old = split_entity(mp.parts[1]);
+    if old.body != orig.body {
+        return Err("wrapped body: the original body is not byte-identical".into());
+    }
+    for f in header_fields(old.header) {
+        if !header_fields(orig.header).contains(&f) || !matches!(field_name(f).as_str(), "content-type" | "content-transfer-encoding") {
+            return Err(format!("wrapped body: unexpected header {:?}", String::from_utf8_lossy(f)));
         }
     }
-    let (Some(o), Some(n)) = (op.parts.get(changed), np.parts.get(changed)) else {
-        return Err("report has no parts".into());
-    };
-    match path.split_first() {
-        Some((_, rest)) => check_report(split_entity(o), split_entity(n), rest, &outer),
-        None => check_new_entity(n, &outer, 0),
-    }
+    Ok(())
 }
 
 /// A part the engine generated: allowed headers only, balanced boundaries that appear
