@@ -127,7 +127,7 @@ impl Footers {
 /// without a definite subject ("5.0.0" other/undefined, "5.*.*"), so those get none.
 pub fn gives_footer(rule: &Rule) -> bool {
     match rule.evidence() {
-        Evidence::Text | Evidence::Stage => true,
+        Evidence::Text | Evidence::Context => true,
         Evidence::StatusCode => {
             let subject = rule.status.as_deref().and_then(|s| s.split('.').nth(1));
             !matches!(subject, None | Some("0" | "*" | "x"))
