@@ -474,3 +474,26 @@ Begin forwarded message:
     assert_eq!(r.status.as_deref(), Some("5.2.0"));
     assert_eq!(r.diagnostic.as_deref(), Some("550 Unknown user rita@example.ne.jp"));
 }
+
+#[test]
+fn x_failed_recipients_completes_the_list() {
+    let raw = "\
+From: Mail Delivery System <Mailer-Daemon@mx.example.org>
+Subject: Mail delivery failed: returning message to sender
+X-Failed-Recipients: sam@example.com, tina@example.com
+
+This message was created automatically by mail delivery software.
+
+A message that you sent could not be delivered to one or more of its
+recipients. This is a permanent error. The following address(es) failed:
+
+  sam@example.com
+    550 5.1.1 unknown user
+  (the other address was an alias that expanded to nothing)
+";
+    let b = bounce(raw);
+    let addrs: Vec<&str> = b.recipients.iter().filter_map(|r| r.address.as_deref()).collect();
+    assert_eq!(addrs, ["sam@example.com", "tina@example.com"]);
+    assert_eq!(b.recipients[0].diagnostic.as_deref(), Some("550 5.1.1 unknown user"));
+    assert_eq!(b.recipients[1].diagnostic, None);
+}

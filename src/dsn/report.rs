@@ -162,6 +162,7 @@ pub(crate) fn from_prose(prose: &Prose, view: &View, need_evidence: bool) -> Vec
         }
     }
     out.retain(|r| r.address.is_some());
+    apply_failed_recipients(&mut out, &view.headers.failed_recipients, action);
     if out.is_empty() {
         // The header names them, or a known bounce names one in a sentence; the prose
         // explains in words the scanner cannot tie to one.
@@ -176,6 +177,23 @@ pub(crate) fn from_prose(prose: &Prose, view: &View, need_evidence: bool) -> Vec
         out = named.into_iter().map(|a| prose_facts(Some(a), None, r.clone(), action)).collect();
     }
     out
+}
+
+/// X-Failed-Recipients is the MTA's own list: when the prose agrees with it on at least
+/// one address, addresses the header does not list are misreadings, and addresses only
+/// the header lists are added.
+fn apply_failed_recipients(out: &mut Vec<RecipientFacts>, header: &[String], action: &str) {
+    let listed = |r: &RecipientFacts| r.address.as_deref().is_some_and(|a| header.iter().any(|h| address::same(a, h)));
+    if header.is_empty() || !out.iter().any(listed) {
+        return;
+    }
+    out.retain(listed);
+    for h in header {
+        if !out.iter().any(|r| r.address.as_deref().is_some_and(|a| address::same(a, h))) {
+            let empty = reply::Reply::default();
+            out.push(prose_facts(Some(h.clone()), None, empty, action));
+        }
+    }
 }
 
 /// The explanation of a bounce that ties it to no recipient: its first paragraph with words.

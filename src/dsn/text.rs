@@ -190,8 +190,9 @@ fn read_recipients(section: &str) -> (Vec<Named>, Vec<String>) {
             }
         }
         match current {
-            Some(i) => add_to_block(&mut recipients[i], trimmed),
-            None if preamble.len() < MAX_LINES => preamble.push(trimmed.to_string()),
+            // Indentation is kept: it tells where a wrapped reply ends.
+            Some(i) => add_to_block(&mut recipients[i], line.trim_end()),
+            None if preamble.len() < MAX_LINES => preamble.push(line.trim_end().to_string()),
             None => {}
         }
     }
