@@ -108,4 +108,3 @@ pub fn parse(raw: &[u8]) -> Detection {
         Err(_) => Detection::NotBounce(PARSER_FAILURE.into()),
     }
 }
-

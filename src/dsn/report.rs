@@ -198,7 +198,7 @@ fn apply_failed_recipients(out: &mut Vec<RecipientFacts>, header: &[String], act
 
 /// The explanation of a bounce that ties it to no recipient: its first paragraph with words.
 fn whole_text_reply(prose: &Prose) -> reply::Reply {
-    let body = &prose.text[..prose.original_at.unwrap_or(prose.text.len())];
+    let body = &prose.text[..prose.body_end.unwrap_or(prose.text.len())];
     let lines: Vec<&str> = body.lines().collect();
     let quoted = reply::from_block(&lines);
     if quoted.quoted {

@@ -59,7 +59,9 @@ pub(crate) struct Prose {
     pub delayed: bool,
     pub transcript: Vec<Exchange>,
     pub reporting_mta: Option<String>,
-    /// Where the returned message begins (byte offset in the unquoted text), if it is inline.
+    /// Where the bounce's own text ends (byte offset in `text`), if a returned message follows.
+    pub body_end: Option<usize>,
+    /// Where the returned message's headers begin, if it is inline.
     pub original_at: Option<usize>,
     /// The first address in angle brackets after the list starts, for bounces that name
     /// their recipient only in a sentence.
@@ -141,7 +143,7 @@ impl Prose {
 pub(crate) fn scan(text: &str) -> Prose {
     let text = truncate(text, MAX_TEXT);
     let text = unquote(text).into_owned();
-    let cut = original_start(&text);
+    let (cut, original_at) = original_start(&text).unzip();
     let body = &text[..cut.unwrap_or(text.len())];
     let family = formats::family(truncate(body, 12 * 1024));
     let delayed = DELAYED.is_match(body);
@@ -164,7 +166,7 @@ pub(crate) fn scan(text: &str) -> Prose {
     let before = section.map_or(section_at, |m| m.start().min(section_at));
     let preamble = last_lines(&body[..before], 8).into_iter().chain(listed_before).collect();
     let transcript = transcript(&body[section_at..]);
-    Prose { family, recipients, preamble, delayed, transcript, reporting_mta, original_at: cut, mentioned, text }
+    Prose { family, recipients, preamble, delayed, transcript, reporting_mta, body_end: cut, original_at, mentioned, text }
 }
 
 fn read_recipients(section: &str) -> (Vec<Named>, Vec<String>) {
@@ -289,12 +291,21 @@ fn address_first(t: &str) -> Option<(String, String)> {
     Some((addr.to_string(), rest.to_string()))
 }
 
-/// Where the returned message starts: an announcing line, or a block of its headers.
-fn original_start(text: &str) -> Option<usize> {
-    let marked = ORIGINAL_STARTS.find(text).map(|m| m.start());
-    let headers = header_block_start(text);
+/// Where the bounce's text ends and where the returned message's headers start: after an
+/// announcing line ("--- Below this line is a copy of the message."), after the part
+/// headers of a message/rfc822 part written into the text, or at a block of headers.
+fn original_start(text: &str) -> Option<(usize, usize)> {
+    let marked = ORIGINAL_STARTS.find(text).map(|m| {
+        let announce_end = if m.as_str().trim_start().to_ascii_lowercase().starts_with("content-type:") {
+            text[m.end()..].find("\n\n").map_or(text.len(), |i| m.end() + i + 2)
+        } else {
+            text[m.end()..].find('\n').map_or(text.len(), |i| m.end() + i + 1)
+        };
+        (m.start(), announce_end)
+    });
+    let headers = header_block_start(text).map(|at| (at, at));
     match (marked, headers) {
-        (Some(a), Some(b)) => Some(a.min(b)),
+        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
         (a, b) => a.or(b),
     }
 }
@@ -489,19 +500,5 @@ mod tests {
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].reply, "552 5.7.0 first second");
         assert_eq!(t[0].command.as_deref(), Some("DATA"));
-    }
-}
-
-#[cfg(test)]
-mod scratch {
-    #[test]
-    #[ignore]
-    fn scratch_scan() {
-        let raw = std::fs::read(std::env::var("F").unwrap()).unwrap();
-        let v = super::super::mime::view(&raw).unwrap();
-        let p = super::scan(&v.human);
-        eprintln!("{:#?}", p.recipients);
-        eprintln!("preamble {:?} family {:?} cut {:?}", p.preamble, p.family, p.original_at);
-        for n in &p.recipients { eprintln!("reply {:?}", n.reply(&p)); }
     }
 }
