@@ -9,7 +9,7 @@
 use super::address;
 use super::formats::{
     self, ADDRESS_NOISE, DELAYED, DELIVERY_TARGET, GENERATED, GENERATED_BY, GENERATED_FROM, LEAD_IN, NOT_A_RECIPIENT_PHRASE,
-    ORIGINAL_STARTS, PHRASE_THEN_ADDRESS, RCPT_COMMAND, REPORTER, SECTION_START, SUMMARY_LINE,
+    ORIGINAL_STARTS, PHRASE_THEN_ADDRESS, RCPT_COMMAND, RCPT_TO, REPORTER, SECTION_START, SUMMARY_LINE,
 };
 use super::reply::{self, Reply};
 use std::borrow::Cow;
@@ -116,7 +116,7 @@ impl Prose {
     /// names no other recipient, else the first such reply.
     pub(crate) fn transcript_reply(&self, address: Option<&str>, line: usize) -> Option<String> {
         let is_error = |e: &&Exchange| e.reply.starts_with(['4', '5']);
-        let rcpt_of = |e: &Exchange| e.command.as_deref().and_then(|c| RCPT_COMMAND.captures(c)).map(|c| c[1].to_string());
+        let rcpt_of = |e: &Exchange| e.command.as_deref().and_then(|c| RCPT_TO.captures(c)).map(|c| c[1].to_string());
         if let Some(a) = address {
             let own = self.transcript.iter().filter(is_error).find(|e| rcpt_of(e).is_some_and(|r| address::same(&r, a)));
             if let Some(e) = own {
@@ -128,7 +128,7 @@ impl Prose {
         before.or_else(|| general.next()).map(|e| e.reply.clone())
     }
 
-    /// The replies of the transcript, longest first (to complete a truncated diagnostic).
+    /// The replies of the transcript (to complete a truncated diagnostic).
     pub(crate) fn replies(&self) -> impl Iterator<Item = &str> {
         self.transcript.iter().map(|e| e.reply.as_str())
     }
@@ -492,6 +492,23 @@ mod tests {
         assert_eq!(p.recipients[0].reply(&p).text, "550 5.1.1 unknown user");
         assert_eq!(p.recipients[1].reply(&p).text, "Sorry, no mailbox here by that name. (#5.1.1)");
         assert!(p.original_at.is_some());
+    }
+
+    #[test]
+    fn transcript_replies_belong_to_their_recipient() {
+        let p = scan(
+            "   ----- Transcript of session follows -----\n... while talking to mx.example.org.:\n\
+             >>> RCPT To:<a@example.org>\n<<< 550 5.1.1 <a@example.org>... no such user\n\
+             550 5.1.1 <a@example.org>... User unknown\n>>> RCPT To:<b@example.org>\n\
+             <<< 452 4.2.2 <b@example.org>... mailbox full\n",
+        );
+        let reply_of = |addr: &str| p.find(addr).map(|n| n.reply(&p).text);
+        assert_eq!(reply_of("a@example.org").as_deref(), Some("550 5.1.1 <a@example.org>... no such user"));
+        assert_eq!(reply_of("b@example.org").as_deref(), Some("452 4.2.2 <b@example.org>... mailbox full"));
+        assert_eq!(
+            p.transcript_reply(Some("b@example.org"), 0).as_deref(),
+            Some("452 4.2.2 <b@example.org>... mailbox full")
+        );
     }
 
     #[test]
