@@ -122,6 +122,7 @@ Hello
     assert_eq!(pipe.address.as_deref(), Some("pipe-user@example.org"));
     assert!(pipe.diagnostic.as_deref().unwrap_or("").contains("returned 75"));
     assert_eq!(b.original.subject.as_deref(), Some("Invoice"));
+    assert_eq!(b.original.return_path.as_deref(), Some("alice@example.org"));
 }
 
 #[test]

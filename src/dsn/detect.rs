@@ -78,13 +78,11 @@ fn delivery_report(view: &View, prose: &Prose) -> Option<Bounce> {
         .map(report::strip_type)
         .and_then(|v| v.split_whitespace().next().map(String::from))
         .or_else(|| prose.reporting_mta.clone());
-    Some(Bounce {
-        kind: ReportKind::Delivery,
-        format,
-        reporting_mta,
-        recipients,
-        original: original_message(view, prose),
-    })
+    let mut original = original_message(view, prose);
+    if original.return_path.is_none() {
+        original.return_path = report.per_message.postfix_sender.as_deref().and_then(address::from_field);
+    }
+    Some(Bounce { kind: ReportKind::Delivery, format, reporting_mta, recipients, original })
 }
 
 /// The returned message's headers: from its own part, else from the inline copy.

@@ -124,7 +124,7 @@ impl Prose {
             }
         }
         let mut general = self.transcript.iter().filter(is_error).filter(|e| rcpt_of(e).is_none());
-        let before = general.clone().filter(|e| e.line < line).last();
+        let before = general.clone().rfind(|e| e.line < line);
         before.or_else(|| general.next()).map(|e| e.reply.clone())
     }
 
