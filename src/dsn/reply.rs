@@ -138,7 +138,8 @@ static BOILERPLATE: LazyLock<Regex> = LazyLock::new(|| {
         r"(?ix)^\s*(?:
           technical\ details\ of\ (?:permanent|temporary)\ failure:?
         | technical\ details:? | diagnostic\ information\ for\ administrators:? | generating\ server:.*
-        | because:? | for\ the\ following\ reason:? | -+\s*server\ message | -+\s*smtp\ command.* | [-*=_\#\s]*
+        | because:? | for\ the\ following\ reason:? | this\ is\ an\ automatically\ generated\ delivery\ status\ notification\.?
+        | this\ message\ was\ created\ automatically\ by\ mail\ delivery\ software\.? | hi!? | -+\s*server\ message | -+\s*smtp\ command.* | [-*=_\#\s]*
         )$",
     )
     .unwrap()
