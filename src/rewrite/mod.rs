@@ -1,0 +1,217 @@
+//! MIME assembly: put the new human-readable part into the bounce and keep every other
+//! byte of the original.
+//!
+//! A multipart/report (or multipart/mixed) bounce keeps its top-level headers, boundary,
+//! preamble, epilogue and parts 2..n as they are (sliced from the original bytes); only
+//! the content of part 1 is replaced by a multipart/alternative. Any other bounce becomes
+//! multipart/mixed: the new multipart/alternative first, then the original body verbatim
+//! with its own Content-Type and Content-Transfer-Encoding fields.
+
+pub mod encode;
+pub mod headers;
+
+use crate::engine::HeaderEdit;
+use aho_corasick::AhoCorasick;
+use anyhow::{bail, Result};
+use headers::Head;
+use mail_parser::{MessageParser, MimeHeaders};
+
+/// The new human-readable content.
+pub struct Notification<'a> {
+    pub text: &'a str,
+    pub html: &'a str,
+    /// Language tag for Content-Language.
+    pub lang: &'a str,
+}
+
+/// Header edits and the new body that put `note` into the message `raw`.
+pub fn assemble(raw: &[u8], note: &Notification) -> Result<(Vec<HeaderEdit>, Vec<u8>)> {
+    let head = Head::parse(raw);
+    if head.header_end == 0 {
+        bail!("message has no header");
+    }
+    let eol = head.eol;
+    let (text_cte, text) = encode::body(note.text, eol);
+    let (html_cte, html) = encode::body(note.html, eol);
+    let avoid: [&[u8]; 2] = [text.as_bytes(), html.as_bytes()];
+    let alt_boundary = fresh_boundary(raw, &avoid, "alt");
+    let mut alt = Vec::with_capacity(text.len() + html.len() + 512);
+    let mut w = |s: &str| alt.extend_from_slice(s.as_bytes());
+    w(&format!("Content-Type: multipart/alternative; boundary=\"{alt_boundary}\"{eol}"));
+    w(&format!("Content-Language: {}{eol}{eol}", note.lang));
+    for (ctype, cte, body) in [("text/plain", text_cte, &text), ("text/html", html_cte, &html)] {
+        w(&format!("--{alt_boundary}{eol}Content-Type: {ctype}; charset=utf-8{eol}"));
+        w(&format!("Content-Transfer-Encoding: {}{eol}{eol}", cte.as_str()));
+        w(body);
+        // The line break before a delimiter belongs to the delimiter, not to the text.
+        w(eol);
+    }
+    w(&format!("--{alt_boundary}--"));
+
+    if let Some(body) = replace_first_part(&head, &alt)? {
+        return Ok((Vec::new(), body));
+    }
+    Ok(wrap(&head, &alt, &alt_boundary))
+}
+
+/// For multipart/report and multipart/mixed: the body with part 1's content replaced
+/// (or, when part 1 is not human-readable, the new part inserted before it). `None`
+/// when the message is not such a multipart or its structure cannot be found.
+fn replace_first_part(head: &Head, alt: &[u8]) -> Result<Option<Vec<u8>>> {
+    let Some(msg) = MessageParser::new().parse_headers(head.raw) else { return Ok(None) };
+    let Some(ct) = msg.content_type() else { return Ok(None) };
+    let subtype = ct.subtype().unwrap_or("").to_ascii_lowercase();
+    if !ct.ctype().eq_ignore_ascii_case("multipart") || !matches!(subtype.as_str(), "report" | "mixed") {
+        return Ok(None);
+    }
+    let Some(boundary) = ct.attribute("boundary") else { return Ok(None) };
+    let body = head.body();
+    let delims = delimiters(body, boundary.as_bytes());
+    let (Some(first), Some(second)) = (delims.first(), delims.get(1)) else { return Ok(None) };
+    if first.close {
+        return Ok(None);
+    }
+    let start = first.line_end;
+    let end = content_end(body, start, second.line_start);
+    let mut out = Vec::with_capacity(body.len() + alt.len());
+    out.extend_from_slice(&body[..start]);
+    out.extend_from_slice(alt);
+    if human_readable(&body[start..end]) {
+        out.extend_from_slice(&body[end..]);
+    } else {
+        out.extend_from_slice(head.eol.as_bytes());
+        out.extend_from_slice(&body[first.line_start..]);
+    }
+    Ok(Some(out))
+}
+
+/// Is this part (headers + body) text or an alternative meant for people?
+fn human_readable(part: &[u8]) -> bool {
+    let ct = if part.starts_with(b"\n") || part.starts_with(b"\r\n") {
+        None
+    } else {
+        MessageParser::new().parse_headers(part).and_then(|m| m.content_type().map(|c| (c.ctype().to_ascii_lowercase(), c.subtype().map(str::to_ascii_lowercase))))
+    };
+    match ct {
+        None => true,
+        Some((t, s)) => t == "text" || (t == "multipart" && matches!(s.as_deref(), Some("alternative" | "related" | "mixed"))),
+    }
+}
+
+/// For any other message: multipart/mixed with the new part first and the old body next.
+fn wrap(head: &Head, alt: &[u8], alt_boundary: &str) -> (Vec<HeaderEdit>, Vec<u8>) {
+    let eol = head.eol;
+    let avoid: [&[u8]; 2] = [alt, alt_boundary.as_bytes()];
+    let mix = fresh_boundary(head.raw, &avoid, "mix");
+    let body = head.body();
+    let mut out = Vec::with_capacity(body.len() + alt.len() + 512);
+    out.extend_from_slice(format!("--{mix}{eol}").as_bytes());
+    out.extend_from_slice(alt);
+    out.extend_from_slice(format!("{eol}--{mix}{eol}").as_bytes());
+    for name in ["Content-Type", "Content-Transfer-Encoding"] {
+        if let Some(field) = head.field_bytes(name) {
+            out.extend_from_slice(field);
+        }
+    }
+    out.extend_from_slice(eol.as_bytes());
+    out.extend_from_slice(body);
+    out.extend_from_slice(format!("{eol}--{mix}--{eol}").as_bytes());
+
+    let mut edits = vec![HeaderEdit::Set { name: "Content-Type".into(), value: format!("multipart/mixed; boundary=\"{mix}\"") }];
+    if !head.has("MIME-Version") {
+        edits.push(HeaderEdit::Set { name: "MIME-Version".into(), value: "1.0".into() });
+    }
+    // A multipart entity may only be 7bit, 8bit or binary: keep what the old body needs.
+    let old_cte = head.value("Content-Transfer-Encoding").map(|v| v.to_ascii_lowercase());
+    let top_cte = match old_cte.as_deref() {
+        Some(c @ ("8bit" | "binary")) => Some(c),
+        _ if !body.is_ascii() => Some("8bit"),
+        _ => None,
+    };
+    match top_cte {
+        Some(c) => edits.push(HeaderEdit::Set { name: "Content-Transfer-Encoding".into(), value: c.into() }),
+        None if old_cte.is_some() => edits.push(HeaderEdit::Remove { name: "Content-Transfer-Encoding".into() }),
+        None => {}
+    }
+    (edits, out)
+}
+
+/// A boundary delimiter line in a multipart body.
+#[derive(Debug)]
+struct Delimiter {
+    line_start: usize,
+    line_end: usize,
+    close: bool,
+}
+
+/// The delimiter lines of `boundary` (RFC 2046 §5.1.1), up to and including the close
+/// delimiter.
+fn delimiters(body: &[u8], boundary: &[u8]) -> Vec<Delimiter> {
+    let mut found = Vec::new();
+    let mut pos = 0;
+    while pos < body.len() {
+        let end = body[pos..].iter().position(|&b| b == b'\n').map_or(body.len(), |i| pos + i + 1);
+        let line = &body[pos..end];
+        if let Some(rest) = line.strip_prefix(b"--").and_then(|l| l.strip_prefix(boundary)) {
+            let close = rest.starts_with(b"--");
+            let tail = if close { &rest[2..] } else { rest };
+            if tail.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n')) {
+                found.push(Delimiter { line_start: pos, line_end: end, close });
+                if close {
+                    break;
+                }
+            }
+        }
+        pos = end;
+    }
+    found
+}
+
+/// Where a part's content ends: the line break before the next delimiter belongs to it.
+fn content_end(body: &[u8], start: usize, next_delimiter: usize) -> usize {
+    let mut end = next_delimiter;
+    if end > start && body[end - 1] == b'\n' {
+        end -= 1;
+        if end > start && body[end - 1] == b'\r' {
+            end -= 1;
+        }
+    }
+    end
+}
+
+/// A boundary that occurs nowhere in the message nor in the new content. "=_" cannot occur
+/// in quoted-printable text, and the candidate is checked against every byte anyway.
+fn fresh_boundary(raw: &[u8], avoid: &[&[u8]], tag: &str) -> String {
+    let hash = raw.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    (0u32..)
+        .map(|n| format!("=_plainbounce_{tag}_{hash:016x}_{n}"))
+        .find(|cand| {
+            let ac = AhoCorasick::new([cand.as_bytes()]).expect("a literal pattern");
+            !ac.is_match(raw) && avoid.iter().all(|a| !ac.is_match(a))
+        })
+        .expect("some counter value is free")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_delimiters() {
+        let body = b"pre\n--b\nA\n--b \n\nB\n--bx\n--b--\nepi\n--b\n";
+        let d = delimiters(body, b"b");
+        assert_eq!(d.len(), 3);
+        assert!(d[2].close);
+        assert_eq!(&body[d[1].line_start..d[1].line_end], b"--b \n");
+        assert_eq!(content_end(body, d[0].line_end, d[1].line_start), 9);
+    }
+
+    #[test]
+    fn boundary_avoids_message_text() {
+        let first = fresh_boundary(b"hello", &[], "alt");
+        let raw = format!("x {first} y");
+        let second = fresh_boundary(raw.as_bytes(), &[], "alt");
+        assert_ne!(first, second);
+        assert!(!raw.contains(&second));
+    }
+}
