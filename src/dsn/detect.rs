@@ -78,13 +78,11 @@ fn delivery_report(view: &View, prose: &Prose) -> Option<Bounce> {
         .map(report::strip_type)
         .and_then(|v| v.split_whitespace().next().map(String::from))
         .or_else(|| prose.reporting_mta.clone());
-    Some(Bounce {
-        kind: ReportKind::Delivery,
-        format,
-        reporting_mta,
-        recipients,
-        original: original_message(view, prose),
-    })
+    let mut original = original_message(view, prose);
+    if original.return_path.is_none() {
+        original.return_path = report.per_message.postfix_sender.as_deref().and_then(address::from_field);
+    }
+    Some(Bounce { kind: ReportKind::Delivery, format, reporting_mta, recipients, original })
 }
 
 /// The returned message's headers: from its own part, else from the inline copy.
@@ -93,13 +91,11 @@ fn original_message(view: &View, prose: &Prose) -> OriginalMessage {
         return o.clone();
     }
     let Some(at) = prose.original_at else { return OriginalMessage::default() };
-    let rest = &prose.text[at..];
-    // Skip the announcing line ("--- Below this line is a copy of the message.").
-    let rest = match rest.find('\n') {
-        Some(i) if !rest[..i].contains(':') || rest[..i].starts_with('-') => &rest[i + 1..],
-        _ => rest,
-    };
-    let rest = rest.trim_start_matches(['\n', '\r']);
+    // Lines of spaces or an mbox "From " line may come before the headers.
+    let mut rest = prose.text[at..].trim_start_matches(['\n', '\r', ' ', '\t']);
+    if rest.starts_with("From ") {
+        rest = rest.find('\n').map_or("", |i| &rest[i + 1..]);
+    }
     original::from_header_text(text::truncate(rest, 64 * 1024))
 }
 

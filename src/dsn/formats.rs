@@ -192,6 +192,11 @@ pub(crate) static RCPT_COMMAND: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(&format!(r#"(?i)^\s*(?:\S{{1,16}}\s+)?(?:<<<|>>>)\s*RCPT\s+TO:\s*<?({})>?"#, super::address::ADDR_PATTERN)).unwrap()
 });
 
+/// The RCPT command itself, as a transcript records it: "RCPT To:<a@b>".
+pub(crate) static RCPT_TO: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(&format!(r#"(?i)^RCPT\s+TO:\s*<?({})>?"#, super::address::ADDR_PATTERN)).unwrap()
+});
+
 /// Local delivery targets that are not addresses (Exim "save to", "pipe to").
 pub(crate) static DELIVERY_TARGET: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i)^(?:save\s+to|pipe\s+to|\|/|/\S+$|an\s+undisclosed\s+address)").unwrap());

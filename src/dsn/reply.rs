@@ -138,7 +138,8 @@ static BOILERPLATE: LazyLock<Regex> = LazyLock::new(|| {
         r"(?ix)^\s*(?:
           technical\ details\ of\ (?:permanent|temporary)\ failure:?
         | technical\ details:? | diagnostic\ information\ for\ administrators:? | generating\ server:.*
-        | because:? | for\ the\ following\ reason:? | -+\s*server\ message | -+\s*smtp\ command.* | [-*=_\#\s]*
+        | because:? | for\ the\ following\ reason:? | this\ is\ an\ automatically\ generated\ delivery\ status\ notification\.?
+        | this\ message\ was\ created\ automatically\ by\ mail\ delivery\ software\.? | hi!? | -+\s*server\ message | -+\s*smtp\ command.* | [-*=_\#\s]*
         )$",
     )
     .unwrap()
@@ -230,9 +231,14 @@ fn quoted_reply(lines: &[&str]) -> Option<String> {
     let mut parts = vec![first.trim_end()];
     let multi = LEAD.captures(first.trim_start()).filter(|c| c[0].as_bytes().get(3) == Some(&b'-'));
     let code = multi.as_ref().map(|c| c[1].to_string());
+    let first_indent = indent(lines[start_line]);
     for line in lines.iter().skip(start_line + 1).take(20) {
         let t = line.trim();
         if t.is_empty() || TRAILER.is_match(t) || MARKER.is_match(t) && !t.starts_with(code.as_deref().unwrap_or("\0")) {
+            break;
+        }
+        // A wrapped reply keeps its indentation; a line further left is something else.
+        if indent(line) < first_indent {
             break;
         }
         match &code {
