@@ -32,7 +32,7 @@ install_deb() {
     local had_user=
     getent passwd plainbounce >/dev/null && had_user=1
     on_exit "dpkg --purge plainbounce"
-    [ -n "$had_user" ] || on_exit "userdel plainbounce; groupdel plainbounce"
+    [ -n "$had_user" ] || on_exit "remove_system_user plainbounce"
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$DEB" >"$WORK/install.log" 2>&1 ||
         { tail -20 "$WORK/install.log"; return 1; }
 }

@@ -144,8 +144,18 @@ ensure_system_user() {
     if ! getent passwd "$1" >/dev/null; then
         useradd --system --user-group --no-create-home --home-dir /nonexistent \
             --shell /usr/sbin/nologin "$1" || return 1
-        on_exit "userdel '$1'; groupdel '$1'"
+        on_exit "remove_system_user '$1'"
     fi
+}
+
+# userdel refuses while a process of the user lives; the MTAs' children may take a moment.
+remove_system_user() {
+    local i
+    for ((i = 0; i < 50; i++)); do
+        userdel "$1" 2>/dev/null && break
+        sleep 0.2
+    done
+    ! getent group "$1" >/dev/null || groupdel "$1"
 }
 
 # The test user and set-gid group, created if missing and removed at exit if we made them.
