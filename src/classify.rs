@@ -51,7 +51,13 @@ impl Explanation<'_> {
 /// Explain a bare reply or diagnostic text ("553 sorry, relaying denied ...").
 pub fn explain_text<'k>(kb: &'k KnowledgeBase, text: &str) -> Explanation<'k> {
     let found = codes::query_for_text(text);
-    decide(kb, Facts { reply_code: found.reply_code, status: found.status, text, action: None, command: None })
+    decide(kb, Facts { reply_code: found.reply_code, status: found.status, text, action: None, command: found.command })
+}
+
+/// Explain a reply known to answer `command` ("RCPT", "MAIL", ...).
+pub fn explain_reply_to<'k>(kb: &'k KnowledgeBase, text: &str, command: &str) -> Explanation<'k> {
+    let found = codes::query_for_text(text);
+    decide(kb, Facts { reply_code: found.reply_code, status: found.status, text, action: None, command: Some(command) })
 }
 
 /// Explain one recipient of a parsed bounce.
@@ -66,7 +72,7 @@ pub fn classify<'k>(kb: &'k KnowledgeBase, facts: &RecipientFacts) -> Explanatio
         (Some(s), _) => Some(s),
         (None, f) => f,
     };
-    let command = facts.command.as_deref().map(str::to_ascii_uppercase);
+    let command = facts.command.as_deref().map(str::to_ascii_uppercase).or_else(|| found.command.map(String::from));
     let action = facts.action.as_deref();
     decide(kb, Facts { reply_code, status, text, action, command: command.as_deref() })
 }
@@ -85,8 +91,11 @@ fn decide<'k>(kb: &'k KnowledgeBase, f: Facts) -> Explanation<'k> {
     let temporary_class = permanence(f.reply_code, f.status.as_deref(), None) == Some(false);
     let found = kb.lookup(&q);
     // A report that says "failed" about a temporary error means the server retried
-    // until its queue lifetime ran out: the message expired; keep what kept failing.
-    if temporary_class && f.action.is_some_and(|a| a.eq_ignore_ascii_case("failed")) {
+    // until its queue lifetime ran out. Unless the reply says more than its codes, that
+    // expiry is the news; keep what kept failing.
+    // Being unreachable for the whole queue lifetime is what the expiry is about too.
+    let weak = found.is_none_or(|m| m.rule.evidence() < Evidence::StatusCode || m.cause.id == "network-error");
+    if temporary_class && weak && f.action.is_some_and(|a| a.eq_ignore_ascii_case("failed")) {
         if let Some(expired) = kb.cause("expired") {
             let underlying = found.filter(|m| m.cause.id != expired.id).map(|m| Underlying { cause: m.cause, rule: m.rule });
             let rule = if underlying.is_none() { found.map(|m| m.rule) } else { None };

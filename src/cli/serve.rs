@@ -11,6 +11,7 @@ use plainbounce::milter::Milter;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 
 #[derive(clap::Args)]
@@ -39,7 +40,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let log = logging::init(args.log_format, &config.log_level)?;
     let milter = Arc::new(Milter::new(config.clone(), build)?);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
-    runtime.block_on(serve(milter, &spec, mode, Startup { config, args, log }))?;
+    let result = runtime.block_on(serve(milter, &spec, mode, Startup { config, args, log }));
+    // A rewriter that overran its budget may still be running on a blocking thread; its
+    // message has long gone out unchanged, so it must not hold up the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -135,7 +135,7 @@ fn feedback(view: &View) -> Option<Bounce> {
 
 static AUTO_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)^\s*(?:auto:|auto(?:matic)?[ -]?(?:reply|response|respons|answer)\b|out\s+of\s+(?:the\s+)?office\b|abwesenheitsnotiz|automatische\s+antwort|r[ée]ponse\s+automatique|respuesta\s+autom[áa]tica|risposta\s+automatica|自動応答|自動返信|vacation\s+reply)",
+        r"(?i)^\s*(?:auto:|auto(?:matic)?[ -]?(?:reply|response|respons|answer)(?-u:\b)|out\s+of\s+(?:the\s+)?office(?-u:\b)|abwesenheitsnotiz|automatische\s+antwort|r[ée]ponse\s+automatique|respuesta\s+autom[áa]tica|risposta\s+automatica|自動応答|自動返信|vacation\s+reply)",
     )
     .unwrap()
 });
@@ -143,7 +143,7 @@ static AUTO_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
 /// Machine senders whose messages are never vacation replies.
 static DAEMON: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)(?:^|[<\s])(?:mailer-daemon|postmaster|mail\s+delivery\s+(?:system|subsystem|service)|mail\.delivery\.system|mdaemon|mailerdaemon|post_master)\b|^root@",
+        r"(?i)(?:^|[<\s])(?:mailer-daemon|postmaster|mail\s+delivery\s+(?:system|subsystem|service)|mail\.delivery\.system|mdaemon|mailerdaemon|post_master)(?-u:\b)|^root@",
     )
     .unwrap()
 });
@@ -182,7 +182,7 @@ static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
         r"(?ix)undeliver|undelivered|non[- ]?deliver|delivery\s+(?:status|failure|failed|notification|report|problem|has\s+failed|error)
         |returned\s+(?:mail|to\s+sender)|mail\s+delivery\s+failed|failure\s+notice|could\s+not\s+be\s+delivered
-        |mail\s+system\s+error|returning\s+message|\bbounce|message\s+.*\s+delayed|delayed\s+mail|rejected|failed\s+delivery
+        |mail\s+system\s+error|returning\s+message|(?-u:\b)bounce|message\s+.*\s+delayed|delayed\s+mail|rejected|failed\s+delivery
         |permanent\s+(?:delivery\s+)?failure|not\s+delivered",
     )
     .unwrap()

@@ -161,7 +161,7 @@ fn cap(mut s: String, max: usize) -> String {
 }
 
 static BLOCK_TAG: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?i)</(?:div|tr|li|h[1-6]|table|blockquote|pre)\s*>|<(?:div|tr|li|p|pre)\b").unwrap());
+    LazyLock::new(|| Regex::new(r"(?i)</(?:div|tr|li|h[1-6]|table|blockquote|pre)\s*>|<(?:div|tr|li|p|pre)(?-u:\b)").unwrap());
 
 /// HTML to text with a line break at every block element (mail-parser only breaks at
 /// `<br>` and `</p>`).

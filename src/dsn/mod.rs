@@ -11,6 +11,8 @@ mod reply;
 mod report;
 mod text;
 
+pub(crate) use reply::command_in;
+
 use serde::Serialize;
 
 /// What a message turned out to be.

@@ -91,11 +91,11 @@ static MARKER: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
         r"(?ix)
         remote\ host\ said(?:\[response\ message\])?:\s*
-        | \bsaid:\s*
+        | (?-u:\b)said:\s*
         | remote\ server\ (?:at\ \S+\ (?:\([^)]*\)\ )?)?returned\ '
         | responded\ with\ failure:\s*
         | \(reason:\s*
-        | \breason:\s*
+        | (?-u:\b)reason:\s*
         | ^\s*(?:\S{1,16}\s+)?(?:<<<|>>>)\s*
         | the\ error\ that\ the\ other\ server\ returned\ was:\s*
         | the\ response\ (?:from\ the\ remote\ server\ )?was:\s*
@@ -147,7 +147,7 @@ static BOILERPLATE: LazyLock<Regex> = LazyLock::new(|| {
 static COMMAND: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
         r"(?ix)
-        (?:\bafter|in\ reply\ to|did\ not\ like\ our|\bfor)\s+
+        (?:(?-u:\b)after|in\ reply\ to|did\ not\ like\ our|(?-u:\b)for)\s+
           (rcpt\ to|mail\ from|end\ of\ data|data|ehlo|helo|initial\ connection|text\ command|pipelined\ data)
         | (does\ not\ like\ recipient) | (failed\ after\ i\ sent\ the\ message|failed\ on\ data\ command)
         | \[(rcpt_to|mail_from|data)\] | but\ (sender)\ was\ rejected | but\ (my\ name)\ was\ rejected
@@ -160,14 +160,14 @@ static COMMAND: LazyLock<Regex> = LazyLock::new(|| {
 static REMOTE: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
         r"(?ix)
-          \bhost\s+([A-Za-z0-9][A-Za-z0-9.-]*[A-Za-z0-9])\s*\[[^\]]*\]
-        | \bhost:\s*([A-Za-z0-9][A-Za-z0-9.-]*[A-Za-z0-9])
+          (?-u:\b)host\s+([A-Za-z0-9][A-Za-z0-9.-]*[A-Za-z0-9])\s*\[[^\]]*\]
+        | (?-u:\b)host:\s*([A-Za-z0-9][A-Za-z0-9.-]*[A-Za-z0-9])
         | remote\ server\ at\ ([A-Za-z0-9][A-Za-z0-9.-]*[A-Za-z0-9])
         | ^\s*([A-Za-z0-9][A-Za-z0-9.:-]*[A-Za-z0-9])\s+(?:does\ not\ like\ recipient|failed\ after\ i\ sent)
         | while\ talking\ to\ ([A-Za-z0-9][A-Za-z0-9.-]*[A-Za-z0-9])
         | smtp\ server\ <([^>\s]+)>
         | ^\s*([A-Za-z0-9][A-Za-z0-9.-]*[A-Za-z0-9])\s+\[[^\]]*\]\s+did\ not\ like
-        | \bconnect\ to\ ([A-Za-z0-9][A-Za-z0-9.-]*[A-Za-z0-9])\[
+        | (?-u:\b)connect\ to\ ([A-Za-z0-9][A-Za-z0-9.-]*[A-Za-z0-9])\[
         | ^\s*connected\ to\ ([A-Za-z0-9][A-Za-z0-9.:-]*[A-Za-z0-9])\ but
         | remote\ host\ ([A-Za-z0-9][A-Za-z0-9.:-]*[A-Za-z0-9])\ said
         ",

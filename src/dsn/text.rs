@@ -143,9 +143,9 @@ pub(crate) fn scan(text: &str) -> Prose {
     let text = unquote(text).into_owned();
     let cut = original_start(&text);
     let body = &text[..cut.unwrap_or(text.len())];
-    let family = formats::family(truncate(body, 32 * 1024));
+    let family = formats::family(truncate(body, 12 * 1024));
     let delayed = DELAYED.is_match(body);
-    let reporting_mta = body.lines().find_map(|l| {
+    let reporting_mta = body.lines().take(80).find_map(|l| {
         REPORTER.captures(l.trim()).and_then(|c| c.iter().skip(1).flatten().next().map(|m| m.as_str().to_string()))
     });
     let section = SECTION_START.find(body);

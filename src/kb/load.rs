@@ -65,7 +65,8 @@ enum Commands {
 }
 
 /// The SMTP stages a rule may be tied to.
-const COMMANDS: &[&str] = &["CONN", "HELO", "EHLO", "STARTTLS", "AUTH", "MAIL", "RCPT", "DATA"];
+/// "NONE" stands for a report that does not say.
+const COMMANDS: &[&str] = &["CONN", "HELO", "EHLO", "STARTTLS", "AUTH", "MAIL", "RCPT", "DATA", "NONE"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
