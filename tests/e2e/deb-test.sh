@@ -172,6 +172,9 @@ if ! check "deb: the package installs with apt-get" install_deb; then summary; e
 check "deb: files in place, config is a conffile" check_files
 check "deb: plainbounce --version matches Cargo.toml" check_version
 check "deb: postinst created the system user plainbounce" check_user
+check "deb: the installed configuration passes check-config (as user plainbounce)" \
+    setpriv --reuid=plainbounce --regid=plainbounce --init-groups \
+    /usr/sbin/plainbounce check-config /etc/plainbounce/plainbounce.toml
 if command -v man >/dev/null; then
     check "deb: man pages render without warnings" check_man
 else
