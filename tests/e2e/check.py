@@ -70,6 +70,16 @@ def parts(raw: bytes):
     return pieces
 
 
+def epilogue(raw: bytes) -> bytes:
+    """What follows the top-level close delimiter (normally nothing)."""
+    msg = email.message_from_bytes(lf(raw), policy=email.policy.compat32)
+    boundary = msg.get_boundary()
+    _, body = split_message(raw)
+    close = re.compile(rb"^--" + re.escape((boundary or "").encode()) + rb"--[ \t]*$", re.M)
+    found = list(close.finditer(body)) if boundary else []
+    return body[found[0].end():].lstrip(b"\n") if found else b""
+
+
 def part_type(part: bytes) -> str:
     msg = email.message_from_bytes(part, policy=email.policy.compat32)
     return msg.get_content_type()
@@ -116,6 +126,9 @@ def check_rewritten(args) -> list:
                     errors.append(f"  part {i}: delivered {a[:300]!r}...\n  original {b[:300]!r}...")
         if squash(text_of(got[0])) == squash(text_of(orig[0])):
             errors.append("the human-readable part is unchanged")
+    want_epilogue = epilogue(open(args.original, "rb").read()) if args.original else b""
+    if epilogue(raw).strip() != want_epilogue.strip():
+        errors.append(f"text after the closing MIME boundary: {epilogue(raw)[:300]!r}")
     dsn = status[0].decode("utf-8", "replace") if status else ""
     for rcpt in args.recipient:
         if not re.search(r"^Final-Recipient:\s*rfc822;\s*" + re.escape(rcpt) + r"\s*$", dsn, re.M | re.I):

@@ -6,8 +6,26 @@
 
 E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$E2E_DIR/../.." && pwd)
-# Downloaded .debs and the private trees they unpack into (kept between runs, in target/).
-CACHE=${E2E_CACHE:-$REPO/target/e2e}
+# True if other users may pass through every directory from / down to $1.
+world_traversable() {
+    local d=$1
+    while [ "$d" != / ]; do
+        [ -n "$(find "$d" -maxdepth 0 -perm -o+x)" ] || return 1
+        d=$(dirname "$d")
+    done
+}
+
+# Downloaded .debs, the private trees they unpack into, and each run's directory. The
+# MTAs' unprivileged users run binaries and write mail there, so every directory above
+# must let them through: target/e2e/ when it does (kept between runs), else a directory
+# of our own under /var/lib, which run-all.sh removes at the end.
+if [ -n "${E2E_CACHE:-}" ]; then
+    CACHE=$E2E_CACHE
+elif world_traversable "$REPO/target"; then
+    CACHE=$REPO/target/e2e
+else
+    CACHE=/var/lib/plainbounce-e2e
+fi
 PLAINBOUNCE=${PLAINBOUNCE:-$REPO/target/release/plainbounce}
 # The user that owns the MTAs' queues and mailboxes during the tests.
 E2E_USER=pbe2e
@@ -144,8 +162,18 @@ ensure_system_user() {
     if ! getent passwd "$1" >/dev/null; then
         useradd --system --user-group --no-create-home --home-dir /nonexistent \
             --shell /usr/sbin/nologin "$1" || return 1
-        on_exit "userdel '$1'; groupdel '$1'"
+        on_exit "remove_system_user '$1'"
     fi
+}
+
+# userdel refuses while a process of the user lives; the MTAs' children may take a moment.
+remove_system_user() {
+    local i
+    for ((i = 0; i < 50; i++)); do
+        userdel "$1" 2>/dev/null && break
+        sleep 0.2
+    done
+    ! getent group "$1" >/dev/null || groupdel "$1"
 }
 
 # The test user and set-gid group, created if missing and removed at exit if we made them.
