@@ -16,12 +16,31 @@ pub struct Explanation<'k> {
     pub reply_code: Option<u16>,
     pub status: Option<String>,
     pub permanent: bool,
+    /// When the server gave up after retrying (`expired`), what kept failing meanwhile.
+    pub underlying: Option<Underlying<'k>>,
+}
+
+/// The cause behind an expiry: the last temporary failure before the server gave up.
+#[derive(Debug, Clone, Copy)]
+pub struct Underlying<'k> {
+    pub cause: &'k Cause,
+    pub rule: &'k Rule,
 }
 
 impl Explanation<'_> {
-    /// The matched rule's id, or "generic".
-    pub fn matched(&self) -> &str {
-        self.rule.map_or(GENERIC, |r| r.id.as_str())
+    /// The matched rule's id ("expired+RULE" for an expiry with a known underlying
+    /// cause), or "generic".
+    pub fn matched(&self) -> String {
+        match (self.rule, self.underlying) {
+            (Some(r), _) => r.id.clone(),
+            (None, Some(u)) => format!("expired+{}", u.rule.id),
+            (None, None) => GENERIC.to_string(),
+        }
+    }
+
+    /// True when no rule decided (the generic fallback was used).
+    pub fn is_generic(&self) -> bool {
+        self.rule.is_none() && self.underlying.is_none()
     }
 
     pub fn evidence(&self) -> Option<Evidence> {
@@ -32,7 +51,13 @@ impl Explanation<'_> {
 /// Explain a bare reply or diagnostic text ("553 sorry, relaying denied ...").
 pub fn explain_text<'k>(kb: &'k KnowledgeBase, text: &str) -> Explanation<'k> {
     let found = codes::query_for_text(text);
-    decide(kb, found.reply_code, found.status, text, None)
+    decide(kb, Facts { reply_code: found.reply_code, status: found.status, text, action: None, command: found.command })
+}
+
+/// Explain a reply known to answer `command` ("RCPT", "MAIL", ...).
+pub fn explain_reply_to<'k>(kb: &'k KnowledgeBase, text: &str, command: &str) -> Explanation<'k> {
+    let found = codes::query_for_text(text);
+    decide(kb, Facts { reply_code: found.reply_code, status: found.status, text, action: None, command: Some(command) })
 }
 
 /// Explain one recipient of a parsed bounce.
@@ -47,19 +72,38 @@ pub fn classify<'k>(kb: &'k KnowledgeBase, facts: &RecipientFacts) -> Explanatio
         (Some(s), _) => Some(s),
         (None, f) => f,
     };
-    decide(kb, reply_code, status, text, facts.action.as_deref())
+    let command = facts.command.as_deref().map(str::to_ascii_uppercase).or_else(|| found.command.map(String::from));
+    let action = facts.action.as_deref();
+    decide(kb, Facts { reply_code, status, text, action, command: command.as_deref() })
 }
 
-fn decide<'k>(
-    kb: &'k KnowledgeBase,
+/// What `decide` works from.
+struct Facts<'a> {
     reply_code: Option<u16>,
     status: Option<String>,
-    text: &str,
-    action: Option<&str>,
-) -> Explanation<'k> {
-    let q = Query { reply_code, status: status.as_deref(), text };
-    let class_permanent = permanence(reply_code, status.as_deref(), action);
-    let (cause, rule) = match kb.lookup(&q) {
+    text: &'a str,
+    action: Option<&'a str>,
+    command: Option<&'a str>,
+}
+
+fn decide<'k>(kb: &'k KnowledgeBase, f: Facts) -> Explanation<'k> {
+    let q = Query { reply_code: f.reply_code, status: f.status.as_deref(), text: f.text, command: f.command };
+    let temporary_class = permanence(f.reply_code, f.status.as_deref(), None) == Some(false);
+    let found = kb.lookup(&q);
+    // A report that says "failed" about a temporary error means the server retried
+    // until its queue lifetime ran out. Unless the reply says more than its codes, that
+    // expiry is the news; keep what kept failing.
+    // Being unreachable for the whole queue lifetime is what the expiry is about too.
+    let weak = found.is_none_or(|m| m.rule.evidence() < Evidence::StatusCode || m.cause.id == "network-error");
+    if temporary_class && weak && f.action.is_some_and(|a| a.eq_ignore_ascii_case("failed")) {
+        if let Some(expired) = kb.cause("expired") {
+            let underlying = found.filter(|m| m.cause.id != expired.id).map(|m| Underlying { cause: m.cause, rule: m.rule });
+            let rule = if underlying.is_none() { found.map(|m| m.rule) } else { None };
+            return Explanation { cause: expired, rule, reply_code: f.reply_code, status: f.status, permanent: true, underlying };
+        }
+    }
+    let class_permanent = permanence(f.reply_code, f.status.as_deref(), f.action);
+    let (cause, rule) = match found {
         Some(m) => (m.cause, Some(m.rule)),
         None => {
             let id = if class_permanent == Some(false) { "unknown-temporary" } else { "unknown-permanent" };
@@ -67,7 +111,7 @@ fn decide<'k>(
         }
     };
     let permanent = class_permanent.unwrap_or(cause.permanent);
-    Explanation { cause, rule, reply_code, status, permanent }
+    Explanation { cause, rule, reply_code: f.reply_code, status: f.status, permanent, underlying: None }
 }
 
 /// Permanent (5xx), temporary (4xx, or a `delayed` report), or unknown.

@@ -1,10 +1,11 @@
-//! Finding the SMTP reply code and the enhanced status code in free text.
+//! Finding the SMTP reply code, the enhanced status code and, where the wording shows
+//! it, the command a reply answered, in free text.
 
 use regex::Regex;
 use std::sync::LazyLock;
 
 static REPLY: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?:^|[\s:;(\[\x22'<>=])([245][0-5][0-9])(?:[\s\-.,:;)\]]|$)").unwrap());
+    LazyLock::new(|| Regex::new(r"(?:^|[\s:;(\[\x22'<>=])([245][0-9][0-9])(?:[\s\-.,:;)\]]|$)").unwrap());
 static STATUS: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?:^|[^\d.])([245])\.(\d{1,3})\.(\d{1,3})(?:[^\d.]|\.(?:\D|$)|$)").unwrap());
 
@@ -13,17 +14,22 @@ static STATUS: LazyLock<Regex> =
 pub struct FoundCodes {
     pub reply_code: Option<u16>,
     pub status: Option<String>,
+    /// The SMTP command the text says the reply answered (upper case).
+    pub command: Option<&'static str>,
 }
 
 impl FoundCodes {
     pub fn as_query<'a>(&'a self, text: &'a str) -> crate::kb::Query<'a> {
-        crate::kb::Query { reply_code: self.reply_code, status: self.status.as_deref(), text }
+        crate::kb::Query { reply_code: self.reply_code, status: self.status.as_deref(), text, command: self.command }
     }
 }
 
-/// First basic reply code (2xx/4xx/5xx) in `text`.
+static LEADING: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^\s*([1-5][0-9][0-9])(?:[\s\-]|$)").unwrap());
+
+/// First basic reply code (2xx/4xx/5xx) in `text`; 1xx and 3xx count only at the start,
+/// where nothing else could be meant.
 pub fn reply_code(text: &str) -> Option<u16> {
-    REPLY.captures(text).and_then(|c| c[1].parse().ok())
+    REPLY.captures(text).or_else(|| LEADING.captures(text)).and_then(|c| c[1].parse().ok())
 }
 
 /// First enhanced status code (class.subject.detail) in `text`.
@@ -33,7 +39,20 @@ pub fn status(text: &str) -> Option<String> {
 
 /// Codes found in a free text such as "550 5.1.1 <x@y>: User unknown".
 pub fn query_for_text(text: &str) -> FoundCodes {
-    FoundCodes { reply_code: reply_code(text), status: status(text) }
+    FoundCodes { reply_code: reply_code(text), status: status(text), command: command(text) }
+}
+
+/// The command a text says a reply answered ("after RCPT TO", "does not like
+/// recipient"), or RCPT for a reply that opens by naming an address.
+fn command(text: &str) -> Option<&'static str> {
+    crate::dsn::command_in(text).or_else(|| opens_with_address(text).then_some("RCPT"))
+}
+
+/// A reply that opens by naming an address ("550 <bob@example.org>: User unknown",
+/// "<bob@example.org>... User Unknown") is the answer to that recipient's RCPT TO.
+fn opens_with_address(text: &str) -> bool {
+    let head = text.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.' || c == ':' || c == '-' || c.is_whitespace());
+    head.strip_prefix('<').and_then(|rest| rest.split_once('>')).is_some_and(|(addr, _)| addr.contains('@') && !addr.contains(' '))
 }
 
 #[cfg(test)]
@@ -47,8 +66,13 @@ mod tests {
         assert_eq!(f.status.as_deref(), Some("5.1.1"));
         assert_eq!(reply_code("smtp; 553 sorry, relaying denied"), Some(553));
         assert_eq!(reply_code("host 192.168.250.1 said"), None);
+        assert_eq!(reply_code("471 Bad sender"), Some(471));
+        assert_eq!(reply_code("101 The server is unable to connect"), Some(101));
+        assert_eq!(reply_code("Error 354 seen"), None);
         assert_eq!(status("#5.1.1 SMTP; 550"), Some("5.1.1".into()));
         assert_eq!(status("version 10.5.1.2 build"), None);
         assert_eq!(status("Status: 4.7.27."), Some("4.7.27".into()));
+        assert_eq!(query_for_text("550 5.1.1 <bob@example.org>: User unknown").command, Some("RCPT"));
+        assert_eq!(query_for_text("550 : User unknown").command, None);
     }
 }

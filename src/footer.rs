@@ -104,7 +104,8 @@ impl Footers {
     /// base has nothing specific to say about it.
     pub fn footer_for_reply(&self, reply: &str, lang: &str) -> Option<String> {
         let shape = ReplyShape::of(reply)?;
-        let e = classify::explain_text(&self.kb, reply);
+        // Postfix evaluates its restrictions at RCPT TO (smtpd_delay_reject = yes).
+        let e = classify::explain_reply_to(&self.kb, reply, "RCPT");
         if !e.rule.is_some_and(gives_footer) {
             return None;
         }
@@ -112,21 +113,26 @@ impl Footers {
         Some(layout(text, &shape, Escape::Socketmap))
     }
 
-    /// The prepared footer text of a cause (plain ASCII, not yet laid out).
+    /// The prepared footer text of a cause (plain ASCII, not yet laid out); English
+    /// when the knowledge base has no texts in `lang`.
     pub fn text(&self, cause: &str, lang: &str) -> Option<&str> {
-        let t = self.texts.get(&(cause.to_string(), lang.to_ascii_lowercase()))?;
+        let get = |l: &str| self.texts.get(&(cause.to_string(), l.to_string()));
+        let t = get(&lang.to_ascii_lowercase()).or_else(|| get("en"))?;
         (!t.is_empty()).then_some(t.as_str())
     }
 }
 
 /// Whether a winning rule is specific enough to be worth a footer. A bare reply code
-/// (550, 554 ...) or an "other/undefined" status (X.0.0) says no more than the reply
-/// itself, so those get none.
+/// (550, 554 ...) says no more than the reply itself, and neither does a status pattern
+/// without a definite subject ("5.0.0" other/undefined, "5.*.*"), so those get none.
 pub fn gives_footer(rule: &Rule) -> bool {
     match rule.evidence() {
-        Evidence::Text => true,
-        Evidence::StatusCode => !rule.status.as_deref().is_some_and(|s| s.ends_with(".0.0")),
-        Evidence::ReplyCode => false,
+        Evidence::Text | Evidence::Stage => true,
+        Evidence::StatusCode => {
+            let subject = rule.status.as_deref().and_then(|s| s.split('.').nth(1));
+            !matches!(subject, None | Some("0" | "*" | "x"))
+        }
+        Evidence::GenericStatus | Evidence::ReplyCode => false,
     }
 }
 
@@ -169,6 +175,7 @@ pub fn ascii_safe(s: &str) -> String {
 }
 
 /// ASCII for the non-ASCII characters the built-in languages (de, fr, es) use.
+#[rustfmt::skip]
 fn transliterate(c: char) -> &'static str {
     match c {
         'ä' => "ae", 'ö' => "oe", 'ü' => "ue", 'Ä' => "Ae", 'Ö' => "Oe", 'Ü' => "Ue", 'ß' => "ss",

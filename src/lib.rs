@@ -18,3 +18,4 @@ pub mod policy;
 pub mod render;
 pub mod rewrite;
 pub mod sanitize;
+pub mod eval;

@@ -210,13 +210,12 @@ fn translate(h: &Helper, r: &Handlebars, ctx: &Context, _: &mut RenderContext, o
     if !r.has_template(&name) {
         return Err(RenderErrorReason::Other(format!("no string {key:?} for language {lang:?}")).into());
     }
-    // Without data, render with the message's own context: `render` would copy the whole
-    // view (every recipient) on each call, quadratic in the number of recipients.
-    let rendered = match h.param(1) {
+    // With no data given, render with the message's own context (no copy of it).
+    let text = match h.param(1) {
         Some(p) => r.render(&name, p.value())?,
         None => r.render_with_context(&name, ctx)?,
     };
-    out.write(&rendered)?;
+    out.write(&text)?;
     Ok(())
 }
 

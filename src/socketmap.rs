@@ -11,16 +11,17 @@
 
 use crate::config::{Config, FooterConfig};
 use crate::footer::{Answer, Footers};
+use crate::milter::listen::{self, Bound, SocketSpec};
 use anyhow::{bail, Context, Result};
+use arc_swap::ArcSwap;
+use indymilter::{EitherListener, Listener};
 use std::fmt;
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::{timeout, Instant};
@@ -187,77 +188,77 @@ impl Default for ServerOptions {
     }
 }
 
-/// Where the socketmap listens: TCP or a Unix socket.
-pub enum SocketmapListener {
-    Tcp(TcpListener),
-    Unix(UnixListener, PathBuf),
+/// Where the socketmap listens: TCP or a Unix socket, bound like the milter's socket
+/// (same address syntax; a unix socket gets `socket_mode` and is removed at shutdown).
+pub struct SocketmapListener {
+    bound: Bound,
 }
 
 impl SocketmapListener {
-    /// Bind `inet:PORT@HOST` or `unix:/path` (the milter's socket syntax). A stale
-    /// Unix socket file is replaced.
-    pub async fn bind(spec: &str) -> Result<SocketmapListener> {
-        if let Some(rest) = spec.strip_prefix("inet:") {
-            let (port, host) = rest.split_once('@').unwrap_or((rest, "127.0.0.1"));
-            let host = host.trim_start_matches('[').trim_end_matches(']');
-            let port: u16 = port.parse().with_context(|| format!("socketmap {spec:?}: bad port"))?;
-            let l = TcpListener::bind((host, port)).await.with_context(|| format!("cannot listen on {spec}"))?;
-            return Ok(SocketmapListener::Tcp(l));
-        }
-        if let Some(path) = spec.strip_prefix("unix:") {
-            let path = PathBuf::from(path);
-            remove_stale_socket(&path)?;
-            let l = UnixListener::bind(&path).with_context(|| format!("cannot listen on {spec}"))?;
-            return Ok(SocketmapListener::Unix(l, path));
-        }
-        bail!("socketmap {spec:?}: expected \"inet:PORT@HOST\" or \"unix:/path\"")
+    /// Bind `inet:PORT@HOST` or `unix:/path`; `mode` is the unix socket's permissions.
+    pub async fn bind(spec: &str, mode: u32) -> Result<SocketmapListener> {
+        let spec = SocketSpec::parse(spec).context("socketmap")?;
+        Ok(SocketmapListener { bound: listen::bind(&spec, mode).await? })
     }
 
     /// The bound TCP address (for tests and logs).
     pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
-        match self {
-            SocketmapListener::Tcp(l) => l.local_addr().ok(),
-            SocketmapListener::Unix(..) => None,
-        }
-    }
-
-    fn describe(&self) -> String {
-        match self {
-            SocketmapListener::Tcp(l) => l.local_addr().map_or("tcp".into(), |a| format!("inet:{}@{}", a.port(), a.ip())),
-            SocketmapListener::Unix(_, p) => format!("unix:{}", p.display()),
+        match &self.bound.listener {
+            EitherListener::Tcp(l) => l.local_addr().ok(),
+            EitherListener::Unix(_) => None,
         }
     }
 }
 
-fn remove_stale_socket(path: &std::path::Path) -> Result<()> {
-    use std::os::unix::fs::FileTypeExt;
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_socket() => {
-            std::fs::remove_file(path).with_context(|| format!("cannot remove stale socket {}", path.display()))
-        }
-        Ok(_) => bail!("{} exists and is not a socket", path.display()),
-        Err(_) => Ok(()),
+/// Footers that a reload can replace while the server runs; a request in flight keeps
+/// the footers it started with.
+pub struct SharedFooters(ArcSwap<Footers>);
+
+impl SharedFooters {
+    pub fn new(footers: Footers) -> Arc<SharedFooters> {
+        Arc::new(SharedFooters(ArcSwap::from_pointee(footers)))
     }
+
+    pub fn get(&self) -> Arc<Footers> {
+        self.0.load_full()
+    }
+
+    pub fn replace(&self, footers: Footers) {
+        self.0.store(Arc::new(footers));
+    }
+}
+
+/// Footers for a configuration, with a warning when its language has no texts.
+pub fn footers_for(config: &Config) -> Result<Footers> {
+    let footers = Footers::from_config(config)?;
+    let lang = &config.footer.lang;
+    if !footers.languages().iter().any(|l| l.eq_ignore_ascii_case(lang)) {
+        warn!(lang = %lang, known = %footers.languages().join(","), "socketmap: no texts in this language, footers will be in English");
+    }
+    Ok(footers)
 }
 
 /// Bind the configured `socketmap` address and serve footers from the configured
-/// knowledge base until `shutdown` completes. This is the one call `serve` needs.
+/// knowledge base until `shutdown` completes. This is the one call `serve` needs;
+/// `run_shared` takes footers that the caller replaces on reload.
 pub async fn run(config: &Config, shutdown: impl Future<Output = ()>) -> Result<()> {
+    run_shared(config, SharedFooters::new(footers_for(config)?), shutdown).await
+}
+
+pub async fn run_shared(config: &Config, footers: Arc<SharedFooters>, shutdown: impl Future<Output = ()>) -> Result<()> {
     let Some(spec) = &config.socketmap else {
         bail!("no socketmap address configured (socketmap = \"inet:PORT@HOST\")");
     };
-    let footers = Arc::new(Footers::from_config(config)?);
-    let listener = SocketmapListener::bind(spec).await?;
+    let listener = SocketmapListener::bind(spec, listen::parse_mode(&config.socket_mode)?).await?;
     let options = ServerOptions::from_config(&config.footer);
-    serve_socketmap(listener, options, move || footers.clone(), shutdown).await?;
+    serve_socketmap(listener, options, move || footers.get(), shutdown).await?;
     Ok(())
 }
 
 /// Serve socketmap requests on `listener` until `shutdown` completes. `footers` is
-/// called once per request, so a reload (e.g. an `ArcSwap`) takes effect at once while
-/// a request in flight keeps the footers it started with.
+/// called once per request, so a reload takes effect at once.
 pub async fn serve_socketmap<P>(
-    listener: SocketmapListener,
+    mut listener: SocketmapListener,
     options: ServerOptions,
     footers: P,
     shutdown: impl Future<Output = ()>,
@@ -265,7 +266,7 @@ pub async fn serve_socketmap<P>(
 where
     P: Fn() -> Arc<Footers> + Send + Sync + 'static,
 {
-    let name = listener.describe();
+    let name = listener.bound.local.clone();
     info!(listener = %name, "socketmap: serving map \"footer\"");
     let footers = Arc::new(footers);
     let options = Arc::new(options);
@@ -276,7 +277,7 @@ where
         tokio::select! {
             _ = &mut shutdown => break,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            accepted = accept(&listener) => {
+            accepted = poll_fn(|cx| listener.bound.listener.poll_accept(cx)) => {
                 let stream = match accepted {
                     Ok(s) => s,
                     Err(e) => {
@@ -293,11 +294,7 @@ where
                 let (footers, options) = (footers.clone(), options.clone());
                 tasks.spawn(async move {
                     let _slot = slot;
-                    let result = match stream {
-                        Stream::Tcp(s) => serve_connection(s, &options, &*footers).await,
-                        Stream::Unix(s) => serve_connection(s, &options, &*footers).await,
-                    };
-                    if let Err(e) = result {
+                    if let Err(e) = serve_connection(stream, &options, &*footers).await {
                         debug!(error = %e, "socketmap: connection ended");
                     }
                 });
@@ -305,23 +302,9 @@ where
         }
     }
     tasks.shutdown().await;
-    if let SocketmapListener::Unix(_, path) = &listener {
-        let _ = std::fs::remove_file(path);
-    }
+    drop(listener); // removes a unix socket file
     info!(listener = %name, "socketmap: stopped");
     Ok(())
-}
-
-enum Stream {
-    Tcp(tokio::net::TcpStream),
-    Unix(tokio::net::UnixStream),
-}
-
-async fn accept(listener: &SocketmapListener) -> io::Result<Stream> {
-    match listener {
-        SocketmapListener::Tcp(l) => l.accept().await.map(|(s, _)| Stream::Tcp(s)),
-        SocketmapListener::Unix(l, _) => l.accept().await.map(|(s, _)| Stream::Unix(s)),
-    }
 }
 
 /// Answer requests on one connection until the client closes it, stays idle too long,

@@ -139,6 +139,7 @@ fn recipient_json(kb: &KnowledgeBase, r: &RecipientFacts, lang: &str) -> Value {
     obj.insert("action".into(), json!(r.action));
     obj.insert("diagnostic".into(), json!(r.diagnostic));
     obj.insert("remote_mta".into(), json!(r.remote_mta));
+    obj.insert("command".into(), json!(r.command));
     // "status" is the report's own Status field when it has one.
     if r.status.is_some() {
         obj.insert("status".into(), json!(r.status));

@@ -1,9 +1,15 @@
 //! `plainbounce serve-socketmap`: only the Postfix footer socketmap, without the milter.
+//! SIGTERM or SIGINT stop it; SIGHUP reloads the configuration and knowledge base (a
+//! broken one is refused and the running one stays).
 
 use anyhow::{Context, Result};
 use plainbounce::config::Config;
-use std::path::PathBuf;
+use plainbounce::logging::{self, LogFormat};
+use plainbounce::socketmap::{self, SharedFooters};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use tokio::signal::unix::{signal, SignalKind};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -11,41 +17,62 @@ pub struct Args {
     #[arg(long)]
     socketmap: Option<String>,
     /// Configuration file (default: the built-in configuration).
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Log lines as text or JSON.
+    #[arg(long, value_enum, default_value_t)]
+    log_format: LogFormat,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let mut config = match &args.config {
-        Some(path) => Config::load(path)?,
-        None => Config::embedded(),
-    };
+    let mut config = load(args.config.as_deref())?;
     if args.socketmap.is_some() {
-        config.socketmap = args.socketmap;
+        config.socketmap = args.socketmap.clone();
     }
-    init_logging(&config.log_level);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
-    runtime.block_on(plainbounce::socketmap::run(&config, shutdown_signal()))?;
+    logging::init(args.log_format, &config.log_level)?;
+    let footers = SharedFooters::new(socketmap::footers_for(&config)?);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    runtime.block_on(async {
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        let reloader = tokio::spawn({
+            let (footers, path) = (footers.clone(), args.config.clone());
+            async move {
+                while hup.recv().await.is_some() {
+                    let (footers, path) = (footers.clone(), path.clone());
+                    // Compiling a knowledge base is not work for a runtime thread.
+                    let _ = tokio::task::spawn_blocking(move || reload(&footers, path.as_deref())).await;
+                }
+            }
+        });
+        let stop = async {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        };
+        let result = socketmap::run_shared(&config, footers, stop).await;
+        reloader.abort();
+        result
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn init_logging(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+fn load(path: Option<&Path>) -> Result<Config> {
+    match path {
+        Some(path) => Config::load(path),
+        None => Ok(Config::embedded()),
+    }
 }
 
-/// SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
+/// New footers from the configuration file; the listener and limits stay as started.
+fn reload(footers: &Arc<SharedFooters>, path: Option<&Path>) {
+    match load(path).and_then(|c| socketmap::footers_for(&c)) {
+        Ok(new) => {
+            footers.replace(new);
+            tracing::info!("socketmap: configuration reloaded");
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
+        Err(e) => tracing::error!(error = format!("{e:#}"), "socketmap: reload refused; the running configuration stays"),
     }
 }

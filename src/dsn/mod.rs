@@ -1,6 +1,18 @@
 //! Bounce detection and parsing: RFC 3464/6522/6533 reports and the non-standard
 //! bounces real MTAs send, reduced to per-recipient facts.
 
+mod address;
+mod detect;
+mod fields;
+mod formats;
+mod mime;
+mod original;
+mod reply;
+mod report;
+mod text;
+
+pub(crate) use reply::command_in;
+
 use serde::Serialize;
 
 /// What a message turned out to be.
@@ -82,8 +94,20 @@ pub struct OriginalMessage {
     pub accept_language: Option<String>,
 }
 
-/// Detect and parse a bounce.
+/// At most this much of a message is read: the report parts come first, and a returned
+/// message with large attachments need not be decoded to the end.
+pub const MAX_INPUT: usize = 4 * 1024 * 1024;
+
+/// The `NotBounce` reason given when parsing failed inside (a bug: tests look for it).
+pub const PARSER_FAILURE: &str = "the message could not be read (parser failure)";
+
+/// Detect and parse a bounce. Never panics; any input gets an answer.
 pub fn parse(raw: &[u8]) -> Detection {
-    let _ = raw;
-    Detection::NotBounce("bounce parser not implemented yet".into())
+    let raw = &raw[..raw.len().min(MAX_INPUT)];
+    // The MIME parser is third-party code: a panic in it must not take mail down.
+    match std::panic::catch_unwind(|| detect::detect(raw)) {
+        Ok(d) => d,
+        Err(_) => Detection::NotBounce(PARSER_FAILURE.into()),
+    }
 }
+

@@ -5,12 +5,13 @@
 //! specific matching rule. Writing the entries in the knowledge base's order of
 //! precedence makes the two agree: the first entry that matches is the best rule that
 //! matches. A rule's constraints on the reply code or enhanced status code become an
-//! `if` line around its text pattern (Postfix's reply starts with both).
+//! `if` line around its text pattern (Postfix's reply starts with both). A rule that
+//! wins but gives no footer (e.g. "5.*.*") must also stop the search, as the socketmap
+//! answers NOTFOUND then: it becomes `if !/its codes/` around all entries after it.
 
 use super::regex::{convert, Dialect};
 use super::{gives_footer, layout_unknown_reply, Footers};
 use crate::kb::Rule;
-use std::cmp::Reverse;
 use std::fmt::Write;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,12 +41,28 @@ pub struct Table {
 
 /// Build the table in `lang` (texts and style as prepared in `footers`).
 pub fn build(footers: &Footers, lang: &str, format: Format) -> Table {
+    // Postfix rejects at RCPT TO unless smtpd_delay_reject is off: rules for other
+    // stages never apply to its replies, and the table cannot express them.
+    let (ordered, other_stage): (Vec<&Rule>, Vec<&Rule>) =
+        footers.kb().rules_by_precedence().into_iter().partition(|r| r.commands.is_empty() || r.commands.iter().any(|c| c == "RCPT"));
+    let mut skipped: Vec<(String, String)> =
+        other_stage.iter().map(|r| (r.id.clone(), "applies only at another SMTP stage than RCPT TO".into())).collect();
+    let last_footer = ordered.iter().rposition(|r| gives_footer(r)).unwrap_or(0);
     let mut body = String::new();
     let mut written = 0;
-    let mut skipped = Vec::new();
+    let mut guards = 0;
     let mut gnu = false;
-    for rule in by_precedence(footers.kb().rules()) {
+    for (i, rule) in ordered.into_iter().enumerate() {
         if !gives_footer(rule) {
+            if i < last_footer {
+                match stopper(rule, format) {
+                    Ok(line) => {
+                        guards += 1;
+                        let _ = writeln!(body, "# {} ({}) gives no footer: no entry below applies to its replies\n{line}", rule.id, rule.cause);
+                    }
+                    Err(why) => skipped.push((rule.id.clone(), why)),
+                }
+            }
             continue;
         }
         let cause = footers.kb().cause(&rule.cause);
@@ -62,9 +79,19 @@ pub fn build(footers: &Footers, lang: &str, format: Format) -> Table {
             Err(why) => skipped.push((rule.id.clone(), why)),
         }
     }
+    body.push_str(&"endif\n".repeat(guards));
     let mut text = header(footers, lang, format, written, &skipped, gnu);
     text.push_str(&body);
     Table { text, written, skipped }
+}
+
+/// `if !/codes/` for a rule without a pattern that gives no footer.
+fn stopper(rule: &Rule, format: Format) -> Result<String, String> {
+    if rule.pattern.is_some() {
+        return Err("footer-less rule with a pattern".into());
+    }
+    let guard = constraint_pattern(rule)?.ok_or("rule has neither pattern nor status")?;
+    Ok(format!("if !{}", delimited(&guard, format)?))
 }
 
 fn header(footers: &Footers, lang: &str, format: Format, written: usize, skipped: &[(String, String)], gnu: bool) -> String {
@@ -73,9 +100,10 @@ fn header(footers: &Footers, lang: &str, format: Format, written: usize, skipped
     let _ = writeln!(h, "# knowledge base ({} rules, language {lang}). In main.cf (Postfix 3.4 or later):", footers.kb().rules().len());
     let _ = writeln!(h, "#   smtpd_reject_footer_maps = {}:/etc/postfix/plainbounce_footers.{}", format.name(), format.name());
     let _ = writeln!(h, "# Entries are in the knowledge base's order of precedence: keep them in this order.");
-    let _ = writeln!(h, "# {written} rules written; {} rules skipped (their pattern cannot be expressed as {}).", skipped.len(), format.name());
+    let _ = writeln!(h, "# {written} rules written; {} rules skipped (for the socketmap they still count).", skipped.len());
     for (id, why) in skipped {
-        let _ = writeln!(h, "#   skipped {id}: {}", why.replace(['\r', '\n'], " "));
+        let why: String = why.chars().map(|c| if c.is_ascii() && !c.is_ascii_control() { c } else { '?' }).collect();
+        let _ = writeln!(h, "#   skipped {id}: {why}");
     }
     if gnu {
         let _ = writeln!(h, "# Some patterns use \\b, \\B, \\< or \\> (GNU regex extensions, as in glibc).");
@@ -145,23 +173,3 @@ fn delimited(pattern: &str, format: Format) -> Result<String, String> {
     }
 }
 
-/// Rules from most to least specific, in the knowledge base's lookup order: evidence
-/// (text, status, code), status specificity, code constraint, priority, then load order.
-pub fn by_precedence(rules: &[Rule]) -> Vec<&Rule> {
-    let mut v: Vec<(usize, &Rule)> = rules.iter().enumerate().collect();
-    v.sort_by_key(|&(i, r)| {
-        let status_rank = r.status.as_deref().map_or(0, status_specificity);
-        (Reverse((r.evidence(), status_rank, !r.codes.is_empty(), r.priority)), i)
-    });
-    v.into_iter().map(|(_, r)| r).collect()
-}
-
-/// As the knowledge base ranks status patterns: "5.7.1" > "x.7.1" > "5.7.*" > "x.7.*".
-fn status_specificity(p: &str) -> u8 {
-    match (p.starts_with('x'), p.ends_with('*')) {
-        (false, false) => 4,
-        (true, false) => 3,
-        (false, true) => 2,
-        (true, true) => 1,
-    }
-}

@@ -58,6 +58,17 @@ enum Codes {
 }
 
 #[derive(Deserialize)]
+#[serde(untagged)]
+enum Commands {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// The SMTP stages a rule may be tied to.
+/// "NONE" stands for a report that does not say.
+const COMMANDS: &[&str] = &["CONN", "HELO", "EHLO", "STARTTLS", "AUTH", "MAIL", "RCPT", "DATA", "NONE"];
+
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRule {
     id: String,
@@ -65,6 +76,8 @@ struct RawRule {
     pattern: Option<String>,
     status: Option<String>,
     code: Option<Codes>,
+    /// SMTP command(s) the reply followed: "RCPT", ["MAIL", "CONN"], ...
+    command: Option<Commands>,
     provider: Option<String>,
     name: Option<String>,
     #[serde(default)]
@@ -192,6 +205,7 @@ fn merge_rule(m: &mut Merged, raw: RawRule) -> Result<()> {
             Some(Codes::One(c)) => vec![c],
             Some(Codes::Many(v)) => v,
         },
+        commands: commands(&raw.id, raw.command)?,
         provider: raw.provider,
         name: raw.name,
         priority: raw.priority,
@@ -203,6 +217,19 @@ fn merge_rule(m: &mut Merged, raw: RawRule) -> Result<()> {
         None => m.rules.push(rule),
     }
     Ok(())
+}
+
+fn commands(id: &str, raw: Option<Commands>) -> Result<Vec<String>> {
+    let list = match raw {
+        None => Vec::new(),
+        Some(Commands::One(c)) => vec![c],
+        Some(Commands::Many(v)) => v,
+    };
+    let list: Vec<String> = list.into_iter().map(|c| c.to_ascii_uppercase()).collect();
+    if let Some(bad) = list.iter().find(|c| !COMMANDS.contains(&c.as_str())) {
+        bail!("rule {id}: unknown command {bad:?} (one of {COMMANDS:?})");
+    }
+    Ok(list)
 }
 
 fn set<T>(slot: &mut T, value: Option<T>) {

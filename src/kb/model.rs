@@ -72,10 +72,16 @@ impl Cause {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Evidence {
+    /// A generic enhanced status (X.0.0: "other undefined status"), which says less
+    /// than the basic reply code beside it.
+    GenericStatus,
     /// Basic reply code only (RFC 5321).
     ReplyCode,
     /// Enhanced status code (RFC 3463 / 5248 registry).
     StatusCode,
+    /// The SMTP stage the reply came at (a refusal of MAIL FROM is about the sender,
+    /// one at connection or HELO about the sending server), whatever its codes say.
+    Stage,
     /// Text of the reply (provider or MTA wording), possibly with codes.
     Text,
 }
@@ -87,10 +93,14 @@ pub struct Rule {
     pub cause: String,
     /// Case-insensitive regular expression over the diagnostic text.
     pub pattern: Option<String>,
-    /// Enhanced status: "5.1.1", "x.1.1" (any class) or "5.7.*" / "x.7.*".
+    /// Enhanced status: "5.1.1", "x.1.1" (any class) or "5.7.*" / "x.7.*"; with "!" in
+    /// front, any status but those (or none).
     pub status: Option<String>,
     /// Basic reply codes that the rule requires (any of).
     pub codes: Vec<u16>,
+    /// SMTP commands after which the reply must have come (any of; upper case:
+    /// CONN, HELO, MAIL, RCPT, DATA, or NONE when the report names none). Empty: any.
+    pub commands: Vec<String>,
     /// Provider or MTA the wording comes from (informational).
     pub provider: Option<String>,
     /// Registry or source name (e.g. "Bad destination mailbox address").
@@ -105,6 +115,10 @@ impl Rule {
     pub fn evidence(&self) -> Evidence {
         if self.pattern.is_some() {
             Evidence::Text
+        } else if !self.commands.is_empty() {
+            Evidence::Stage
+        } else if self.status.as_deref().is_some_and(|s| s.ends_with(".0.0") || s.starts_with('!')) {
+            Evidence::GenericStatus
         } else if self.status.is_some() {
             Evidence::StatusCode
         } else {
