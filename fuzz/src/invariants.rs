@@ -422,7 +422,7 @@ pub fn check_facts(r: &RecipientFacts) -> Check {
     ];
     strings.iter().filter_map(|s| s.as_deref()).try_for_each(clean_fact)?;
     match r.reply_code {
-        Some(c) if !(200..600).contains(&c) => Err(format!("reply code {c} out of range")),
+        Some(c) if !(100..600).contains(&c) => Err(format!("reply code {c} out of range")),
         _ => Ok(()),
     }
 }
