@@ -37,7 +37,7 @@ fn check(e: &Explanation, action: Option<&str>) {
         }
     }
     if let Some(c) = e.reply_code {
-        assert!((200..600).contains(&c), "reply code {c}");
+        assert!((100..600).contains(&c), "reply code {c}");
     }
     if action.is_some_and(|a| a.eq_ignore_ascii_case("delayed")) {
         assert!(!e.permanent, "a delayed report is not permanent");

@@ -57,7 +57,7 @@ impl Dsn {
                 "X-Postfix-Queue-ID: 8A7D2C0C63".into(),
                 "Arrival-Date: Tue, 14 Nov 2023 22:13:19 +0000 (UTC)".into(),
             ],
-            recipients: vec![recipient("bob@remote.example", "5.1.1", diagnostic)],
+            recipients: vec![recipient("bob@remote.example", &plainbounce::codes::status(diagnostic).unwrap_or("5.0.0".into()), diagnostic)],
             returned: Some(
                 "Content-Description: Undelivered Message\nContent-Type: message/rfc822\n\n\
                  From: alice@example.org\nTo: bob@remote.example\nSubject: Lunch?\n\
