@@ -232,7 +232,9 @@ fn quoted_reply(lines: &[&str]) -> Option<String> {
     let multi = LEAD.captures(first.trim_start()).filter(|c| c[0].as_bytes().get(3) == Some(&b'-'));
     let code = multi.as_ref().map(|c| c[1].to_string());
     let first_indent = indent(lines[start_line]);
-    for line in lines.iter().skip(start_line + 1).take(20) {
+    // "(reason: ...)" closed on its own line is the whole reply.
+    let closed = in_parens && first.contains(')');
+    for line in lines.iter().skip(start_line + 1).take(if closed { 0 } else { 20 }) {
         let t = line.trim();
         if t.is_empty() || TRAILER.is_match(t) || MARKER.is_match(t) && !t.starts_with(code.as_deref().unwrap_or("\0")) {
             break;
