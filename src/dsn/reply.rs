@@ -179,6 +179,17 @@ static REMOTE: LazyLock<Regex> = LazyLock::new(|| {
 static IN_REPLY_TO: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i)\s*\(in reply to [^)]*\)\s*").unwrap());
 
+/// A basic reply code standing as a word: not inside a number, a host or an IPv6
+/// address ("[2606:2800:220:6d::1]" holds no reply).
+static REPLY_CODE_WORD: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r#"(?:^|[\s'"(\[<>=#]|[^0-9A-Fa-f]:)([245]\d\d)(?:[ ,;)-]|$)"#).unwrap());
+
+/// The reply code of a diagnostic: the one it starts with, else the first one standing
+/// as a word.
+pub(crate) fn reply_code(diagnostic: &str) -> Option<u16> {
+    REPLY_CODE_WORD.captures(diagnostic).and_then(|c| c[1].parse().ok())
+}
+
 /// The SMTP command a text says the failure followed.
 pub(crate) fn command_in(text: &str) -> Option<&'static str> {
     let c = COMMAND.captures(text)?;
@@ -327,6 +338,15 @@ mod tests {
         assert_eq!(join_multiline("550 5.1.351 returned unknown recipient -> 550 : User unknown"), "550 5.1.351 returned unknown recipient -> 550 : User unknown");
         assert_eq!(join_multiline("550 5.1.1 user unknown"), "550 5.1.1 user unknown");
         assert_eq!(join_multiline("no code here"), "no code here");
+    }
+
+    #[test]
+    fn reply_codes_stand_as_words() {
+        assert_eq!(reply_code("550 5.1.1 user unknown"), Some(550));
+        assert_eq!(reply_code("5.1.0 - Unknown address error 550-'5.7.1 Access denied'"), Some(550));
+        assert_eq!(reply_code("[(0) example.com. [2606:2800:220:6d:26bf::aa7]:25: socket error]"), None);
+        assert_eq!(reply_code("host 192.0.2.250 said nothing"), None);
+        assert_eq!(reply_code("Error, ERROR_CODE :421, Host not reachable."), Some(421));
     }
 
     #[test]
