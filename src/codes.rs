@@ -1,4 +1,5 @@
-//! Finding the SMTP reply code and the enhanced status code in free text.
+//! Finding the SMTP reply code, the enhanced status code and, where the wording shows
+//! it, the command a reply answered, in free text.
 
 use regex::Regex;
 use std::sync::LazyLock;
@@ -13,11 +14,13 @@ static STATUS: LazyLock<Regex> =
 pub struct FoundCodes {
     pub reply_code: Option<u16>,
     pub status: Option<String>,
+    /// The SMTP command the text says the reply answered (upper case).
+    pub command: Option<&'static str>,
 }
 
 impl FoundCodes {
     pub fn as_query<'a>(&'a self, text: &'a str) -> crate::kb::Query<'a> {
-        crate::kb::Query { reply_code: self.reply_code, status: self.status.as_deref(), text, command: None }
+        crate::kb::Query { reply_code: self.reply_code, status: self.status.as_deref(), text, command: self.command, format: None }
     }
 }
 
@@ -29,14 +32,32 @@ pub fn reply_code(text: &str) -> Option<u16> {
     REPLY.captures(text).or_else(|| LEADING.captures(text)).and_then(|c| c[1].parse().ok())
 }
 
-/// First enhanced status code (class.subject.detail) in `text`.
+static REPLY_THEN_STATUS: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\b[245][0-9][0-9][\s-]+['\x22]?([245])\.(\d{1,3})\.(\d{1,3})\b").unwrap());
+
+/// The enhanced status code in `text`: the first one that follows a reply code ("550
+/// 5.7.1", the remote server's own, even when a relay's summary comes first), else the
+/// first one.
 pub fn status(text: &str) -> Option<String> {
-    STATUS.captures(text).map(|c| format!("{}.{}.{}", &c[1], &c[2], &c[3]))
+    REPLY_THEN_STATUS.captures(text).or_else(|| STATUS.captures(text)).map(|c| format!("{}.{}.{}", &c[1], &c[2], &c[3]))
 }
 
 /// Codes found in a free text such as "550 5.1.1 <x@y>: User unknown".
 pub fn query_for_text(text: &str) -> FoundCodes {
-    FoundCodes { reply_code: reply_code(text), status: status(text) }
+    FoundCodes { reply_code: reply_code(text), status: status(text), command: command(text) }
+}
+
+/// The command a text says a reply answered ("after RCPT TO", "does not like
+/// recipient"), or RCPT for a reply that opens by naming an address.
+fn command(text: &str) -> Option<&'static str> {
+    crate::dsn::command_in(text).or_else(|| opens_with_address(text).then_some("RCPT"))
+}
+
+/// A reply that opens by naming an address ("550 <bob@example.org>: User unknown",
+/// "<bob@example.org>... User Unknown") is the answer to that recipient's RCPT TO.
+fn opens_with_address(text: &str) -> bool {
+    let head = text.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.' || c == ':' || c == '-' || c.is_whitespace());
+    head.strip_prefix('<').and_then(|rest| rest.split_once('>')).is_some_and(|(addr, _)| addr.contains('@') && !addr.contains(' '))
 }
 
 #[cfg(test)]
@@ -56,5 +77,8 @@ mod tests {
         assert_eq!(status("#5.1.1 SMTP; 550"), Some("5.1.1".into()));
         assert_eq!(status("version 10.5.1.2 build"), None);
         assert_eq!(status("Status: 4.7.27."), Some("4.7.27".into()));
+        assert_eq!(status("5.1.0 - Unknown address error 550-'5.7.1 <a@b>... Access denied'"), Some("5.7.1".into()));
+        assert_eq!(query_for_text("550 5.1.1 <bob@example.org>: User unknown").command, Some("RCPT"));
+        assert_eq!(query_for_text("550 : User unknown").command, None);
     }
 }

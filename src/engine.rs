@@ -94,6 +94,11 @@ impl Engine {
         &self.kb
     }
 
+    /// The languages notifications for `domain` can be written in.
+    pub fn languages(&self, domain: &str) -> Vec<String> {
+        self.policies.set(self.policies.for_domain(domain)).languages().map(str::to_string).collect()
+    }
+
     /// Decide what to do with one message (headers + blank line + body).
     pub fn process(&self, raw: &[u8]) -> Outcome {
         self.process_with(raw, &Options::default())
@@ -143,7 +148,7 @@ impl Engine {
             return Outcome::Pass(format!("{to} looks like an automated bounce handler"));
         }
         let lang = self.policies.language(dp, &bounce.original, opts.lang);
-        let explained: Vec<(&RecipientFacts, Explanation)> = failing.iter().map(|r| (*r, classify::classify(&self.kb, r))).collect();
+        let explained: Vec<(&RecipientFacts, Explanation)> = failing.iter().map(|r| (*r, classify::classify_in(&self.kb, &bounce, r))).collect();
         let mut reasons: Vec<&str> = Vec::new();
         for (_, e) in &explained {
             if !reasons.contains(&e.cause.reason.as_str()) {
@@ -186,6 +191,8 @@ impl Engine {
     /// every field filled, one with none of the optional ones.
     fn trial_render(&self) -> Result<()> {
         let samples = [sample_bounce(true), sample_bounce(false)];
+        let explained: Vec<Vec<_>> =
+            samples.iter().map(|b| b.recipients.iter().map(|r| (r, classify::classify(&self.kb, r))).collect()).collect();
         let mut done: Vec<(usize, &str)> = Vec::new();
         for dp in self.policies.all().filter(|dp| dp.policy.mode == Mode::Rewrite) {
             if done.contains(&(dp.set, dp.policy.template.as_str())) {
@@ -194,15 +201,15 @@ impl Engine {
             done.push((dp.set, dp.policy.template.as_str()));
             let set = self.policies.set(dp);
             for lang in set.languages() {
-                for (full, bounce) in samples.iter().enumerate().map(|(i, b)| (i == 0, b)) {
-                    let explained: Vec<_> = bounce.recipients.iter().map(|r| (r, classify::classify(&self.kb, r))).collect();
+                for (i, (bounce, explained)) in samples.iter().zip(&explained).enumerate() {
+                    let full = i == 0;
                     let mut dp_sample = DomainPolicy { policy: dp.policy.clone(), set: dp.set };
                     if full {
                         dp_sample.policy.helpdesk.get_or_insert_with(|| "helpdesk@example.org".into());
                         dp_sample.policy.helpdesk_url.get_or_insert_with(|| "https://help.example.org/".into());
                         dp_sample.policy.links.push(crate::config::Link { label: "Status".into(), url: "https://status.example.org/".into() });
                     }
-                    let view = build_view(bounce, &dp_sample, "sender@example.org", lang, &explained, |k| set.string(lang, k).unwrap_or_default().to_string());
+                    let view = build_view(bounce, &dp_sample, "sender@example.org", lang, explained, |k| set.string(lang, k).unwrap_or_default().to_string());
                     set.render(&dp.policy.template, &view)
                         .with_context(|| format!("template {:?} in language {lang:?} fails on a sample bounce", dp.policy.template))?;
                 }
@@ -211,6 +218,12 @@ impl Engine {
         Ok(())
     }
 }
+
+// The doors share one engine between threads and tasks.
+const _: fn() = || {
+    fn shared<T: Send + Sync>() {}
+    shared::<Engine>();
+};
 
 /// Run `f`; a panic becomes a pass (the door then sends the original on).
 fn guarded(f: impl FnOnce() -> Outcome) -> Outcome {
@@ -247,9 +260,15 @@ fn annotation(explained: &[(&RecipientFacts, Explanation)], lang: &str, reasons:
         let t = e.cause.texts(lang);
         let address = sanitize::text(facts.address.as_deref().unwrap_or("unknown recipient"), 320);
         let status = e.status.as_deref().map(|s| format!("; status={}", sanitize::text(s, 20))).unwrap_or_default();
-        let text = sanitize::text(&format!("{} {}", t.title.trim_end_matches('.'), t.remedy), 300);
-        let value = format!("{address}; reason={}{status}; {}", e.cause.reason, text);
-        header_edits.push(HeaderEdit::Add { name: EXPLANATION.into(), value: encode::header_value(&value) });
+        let text = sanitize::text(&format!("{}. {}", t.title.trim_end_matches('.'), t.remedy), 300);
+        let fields = format!("{address}; reason={}{status};", e.cause.reason);
+        // Keep the machine-readable start plain when it can be; encode what is not ASCII.
+        let value = if fields.is_ascii() {
+            format!("{fields} {}", encode::header_value(&text))
+        } else {
+            encode::header_value(&format!("{fields} {text}"))
+        };
+        header_edits.push(HeaderEdit::Add { name: EXPLANATION.into(), value });
     }
     Modification { header_edits, body: None, summary }
 }
@@ -291,9 +310,12 @@ fn recipient_view(f: &RecipientFacts, e: &Explanation, lang: &str, string: &impl
     let address = sanitize::opt(f.address.as_deref());
     let remote_mta = sanitize::opt(f.remote_mta.as_deref());
     let reason = e.cause.reason.clone();
+    // Without a remote server or a reply, only an unexplained failure suggests the server
+    // was never reached: a known cause (a full mailbox, a failed delivery program) says
+    // where it failed.
     let unreachable = !delayed
         && (matches!(reason.as_str(), "hostunknown" | "networkerror" | "expired" | "notaccept")
-            || (remote_mta.is_none() && e.reply_code.is_none()));
+            || (remote_mta.is_none() && e.reply_code.is_none() && e.is_generic()));
     let will_retry_until = sanitize::opt(f.will_retry_until.as_deref());
     let domain = address.as_deref().and_then(|a| a.rsplit_once('@')).map(|(_, d)| d.to_string());
     RecipientView {

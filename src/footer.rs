@@ -104,7 +104,8 @@ impl Footers {
     /// base has nothing specific to say about it.
     pub fn footer_for_reply(&self, reply: &str, lang: &str) -> Option<String> {
         let shape = ReplyShape::of(reply)?;
-        let e = classify::explain_text(&self.kb, reply);
+        // Postfix evaluates its restrictions at RCPT TO (smtpd_delay_reject = yes).
+        let e = classify::explain_reply_to(&self.kb, reply, "RCPT");
         if !e.rule.is_some_and(gives_footer) {
             return None;
         }
@@ -126,7 +127,7 @@ impl Footers {
 /// without a definite subject ("5.0.0" other/undefined, "5.*.*"), so those get none.
 pub fn gives_footer(rule: &Rule) -> bool {
     match rule.evidence() {
-        Evidence::Text => true,
+        Evidence::Text | Evidence::Context => true,
         Evidence::StatusCode => {
             let subject = rule.status.as_deref().and_then(|s| s.split('.').nth(1));
             !matches!(subject, None | Some("0" | "*" | "x"))

@@ -40,7 +40,8 @@ pub fn init(format: LogFormat, level: &str) -> Result<LogHandle> {
         fmt::layer().json().flatten_event(true).with_current_span(false).with_span_list(false).with_writer(io::stderr)
     });
     tracing_subscriber::registry().with(filter).with(text).with(json).try_init().context("a logger is already installed")?;
-    std::panic::set_hook(Box::new(|info| tracing::error!(panic = %info, "panic")));
+    // As a string field, so text output escapes whatever the panic message contains.
+    std::panic::set_hook(Box::new(|info| tracing::error!(panic = info.to_string(), "panic")));
     Ok(LogHandle(handle))
 }
 

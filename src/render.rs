@@ -206,12 +206,16 @@ fn string_name(lang: &str, key: &str) -> String {
 fn translate(h: &Helper, r: &Handlebars, ctx: &Context, _: &mut RenderContext, out: &mut dyn Output) -> HelperResult {
     let key = h.param(0).and_then(|p| p.value().as_str()).ok_or(RenderErrorReason::ParamNotFoundForIndex("t", 0))?;
     let lang = ctx.data().get("lang").and_then(|v| v.as_str()).unwrap_or(BASE_LANGUAGE);
-    let data = h.param(1).map_or(ctx.data(), |p| p.value());
     let name = string_name(lang, key);
     if !r.has_template(&name) {
         return Err(RenderErrorReason::Other(format!("no string {key:?} for language {lang:?}")).into());
     }
-    out.write(&r.render(&name, data)?)?;
+    // With no data given, render with the message's own context (no copy of it).
+    let text = match h.param(1) {
+        Some(p) => r.render(&name, p.value())?,
+        None => r.render_with_context(&name, ctx)?,
+    };
+    out.write(&text)?;
     Ok(())
 }
 

@@ -98,6 +98,8 @@ fn rfc3464_report_with_two_recipients() {
     assert_eq!(o.message_id.as_deref(), Some("<q1@example.org>"));
     assert_eq!(o.content_language.as_deref(), Some("de-DE"));
     assert_eq!(o.accept_language.as_deref(), Some("de-DE, en-US"));
+    // No Return-Path in the returned headers: the report's X-Postfix-Sender.
+    assert_eq!(o.return_path.as_deref(), Some("alice@example.org"));
 }
 
 #[test]

@@ -111,6 +111,18 @@ async fn abort_mid_message_resets_the_state() {
 }
 
 #[tokio::test]
+async fn a_dropped_connection_frees_its_message() {
+    let (running, seen) = start_scripted(config("t")).await;
+    let mut conn = running.connect().await;
+    Bounce::default().send_head(&mut conn).await;
+    assert_eq!(running.milter.in_flight(), 1);
+    drop(conn);
+    // Otherwise a graceful shutdown would wait for it.
+    eventually(|| running.milter.in_flight() == 0).await;
+    assert!(seen.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn a_new_mail_from_without_abort_also_resets() {
     let (running, seen) = start_scripted(config("t")).await;
     let mut conn = running.connect().await;

@@ -1,5 +1,6 @@
 //! The real `plainbounce serve-socketmap` process: listening, answering, SIGHUP reloads
-//! (good and broken config), SIGTERM exiting 0.
+//! (good and broken config), SIGTERM exiting 0; and the socketmap beside the milter in
+//! `plainbounce serve --socketmap`.
 
 use plainbounce::socketmap::{decode, encode};
 use serde_json::Value;
@@ -21,8 +22,13 @@ struct Daemon {
 
 impl Daemon {
     fn spawn(config: &Path) -> Daemon {
+        Self::spawn_with(&["serve-socketmap"], config)
+    }
+
+    fn spawn_with(command: &[&str], config: &Path) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_plainbounce"))
-            .args(["serve-socketmap", "--log-format", "json", "--config"])
+            .args(command)
+            .args(["--log-format", "json", "--config"])
             .arg(config)
             .stderr(Stdio::piped())
             .spawn()
@@ -110,6 +116,32 @@ fn serves_reloads_and_stops() {
     d.signal("HUP");
     d.wait_for("socketmap: reload refused; the running configuration stays");
     assert_eq!(lookup(&addr, &format!("footer {KEY}")), de);
+
+    d.signal("TERM");
+    d.wait_for("socketmap: stopped");
+    let status = d.child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn serve_runs_the_socketmap_beside_the_milter() {
+    let dir: PathBuf = std::env::temp_dir().join(format!("plainbounce-smserve-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("plainbounce.toml");
+    write_config(&config, "lang = \"en\"");
+    let mut d = Daemon::spawn_with(&["serve", "--socket", "inet:0@127.0.0.1", "--socketmap", "inet:0@127.0.0.1"], &config);
+    let started = d.wait_for("socketmap: serving map \"footer\"");
+    let addr = started["listener"].as_str().expect("listener address").to_string();
+    let en = lookup(&addr, &format!("footer {KEY}"));
+    assert!(en.starts_with("OK \\c. The recipient's mailbox is full."), "{en}");
+
+    // A reload reaches the socketmap too.
+    write_config(&config, "lang = \"de\"");
+    d.signal("HUP");
+    d.wait_for("configuration reloaded");
+    let de = lookup(&addr, &format!("footer {KEY}"));
+    assert!(de.starts_with("OK \\c. Das Postfach des Empfaengers ist voll."), "{de}");
 
     d.signal("TERM");
     d.wait_for("socketmap: stopped");

@@ -4,7 +4,7 @@ mod socketmap_support;
 
 use plainbounce::classify;
 use plainbounce::config::{Config, FooterStyle};
-use plainbounce::footer::table::{self, by_precedence, Format};
+use plainbounce::footer::table::{self, Format};
 use plainbounce::footer::{Answer, Footers};
 use plainbounce::kb::KnowledgeBase;
 use socketmap_support::*;
@@ -139,7 +139,8 @@ fn table_has_the_relay_rule_and_counts_skips() {
         assert!(t.text.contains("skipped test-unicode-class"));
         // Footer-less rules: reply-code ones are left out, status ones stop the search.
         assert!(!t.text.contains("# test-code-only-rule"));
-        assert!(t.text.contains("# test-other-undefined (test-code-only) gives no footer"));
+        // X.0.0 ranks below every rule that gives a footer: nothing to stop.
+        assert!(!t.text.contains("# test-other-undefined"));
         assert!(t.text.contains("# test-any-permanent (test-code-only) gives no footer"));
         assert!(t.text.contains(&format!("{} rules written; {} rules skipped", t.written, t.skipped.len())));
         check_table_syntax(&t.text);
@@ -198,7 +199,7 @@ fn find_close(s: &str, d: char) -> Option<usize> {
 #[test]
 fn table_order_follows_knowledge_base_precedence() {
     let kb = test_kb();
-    let ordered = by_precedence(kb.rules());
+    let ordered = kb.rules_by_precedence();
     // Each rule alone, to ask "does this rule match?" the knowledge base's own way.
     let alone: Vec<KnowledgeBase> =
         ordered.iter().map(|r| KnowledgeBase::from_sources(&[("one".into(), single_rule_kb(r))]).unwrap()).collect();
@@ -229,6 +230,9 @@ fn single_rule_kb(r: &plainbounce::kb::Rule) -> String {
     }
     if !r.codes.is_empty() {
         toml.push_str(&format!("code = {:?}\n", r.codes));
+    }
+    if !r.commands.is_empty() {
+        toml.push_str(&format!("command = {:?}\n", r.commands));
     }
     toml
 }

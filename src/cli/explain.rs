@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Result};
 use plainbounce::classify::{self, Explanation};
-use plainbounce::dsn::{self, Detection, RecipientFacts};
+use plainbounce::dsn::{self, Bounce, Detection, RecipientFacts};
 use plainbounce::kb::KnowledgeBase;
 use serde_json::{json, Map, Value};
 use std::io::{Read, Write};
@@ -109,7 +109,7 @@ fn explain_message(kb: &KnowledgeBase, args: &Args, name: &str, raw: &[u8], out:
         let obj = match &detection {
             Detection::NotBounce(why) => json!({"file": name, "bounce": false, "why": why, "recipients": []}),
             Detection::Bounce(b) => {
-                let recipients: Vec<Value> = b.recipients.iter().map(|r| recipient_json(kb, r, &args.lang)).collect();
+                let recipients: Vec<Value> = b.recipients.iter().map(|r| recipient_json(kb, b, r, &args.lang)).collect();
                 json!({"file": name, "bounce": true, "format": b.format, "recipients": recipients})
             }
         };
@@ -125,20 +125,21 @@ fn explain_message(kb: &KnowledgeBase, args: &Args, name: &str, raw: &[u8], out:
                 if let Some(d) = &r.diagnostic {
                     writeln!(out, "  Server said:   {d}")?;
                 }
-                write_human(out, &classify::classify(kb, r), &args.lang, "  ")?;
+                write_human(out, &classify::classify_in(kb, b, r), &args.lang, "  ")?;
             }
         }
     }
     Ok(())
 }
 
-fn recipient_json(kb: &KnowledgeBase, r: &RecipientFacts, lang: &str) -> Value {
-    let e = classify::classify(kb, r);
+fn recipient_json(kb: &KnowledgeBase, b: &Bounce, r: &RecipientFacts, lang: &str) -> Value {
+    let e = classify::classify_in(kb, b, r);
     let mut obj = explanation_json(&e, lang);
     obj.insert("address".into(), json!(r.address));
     obj.insert("action".into(), json!(r.action));
     obj.insert("diagnostic".into(), json!(r.diagnostic));
     obj.insert("remote_mta".into(), json!(r.remote_mta));
+    obj.insert("command".into(), json!(r.command));
     // "status" is the report's own Status field when it has one.
     if r.status.is_some() {
         obj.insert("status".into(), json!(r.status));

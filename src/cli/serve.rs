@@ -1,6 +1,8 @@
 //! `plainbounce serve`: the milter daemon. SIGTERM or SIGINT stop it gracefully (no new
 //! connections, messages in flight finish); SIGHUP reloads the configuration, and a
-//! broken one is refused while the running one stays.
+//! broken one is refused while the running one stays. With a socketmap address (option or
+//! config), the Postfix reply-footer map runs beside the milter and follows the same
+//! signals.
 
 use anyhow::{Context, Result};
 use plainbounce::config::Config;
@@ -8,9 +10,11 @@ use plainbounce::engine::Engine;
 use plainbounce::logging::{self, LogFormat, LogHandle};
 use plainbounce::milter::listen::{self, SocketSpec};
 use plainbounce::milter::Milter;
+use plainbounce::socketmap::{self, SharedFooters};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
 
 #[derive(clap::Args)]
@@ -21,6 +25,9 @@ pub struct Args {
     /// Listen here instead of the configured socket: inet:PORT@HOST or unix:/path.
     #[arg(long, value_name = "SOCKET")]
     socket: Option<String>,
+    /// Also serve the Postfix reply-footer socketmap here: inet:PORT@HOST or unix:/path.
+    #[arg(long, value_name = "SOCKET")]
+    socketmap: Option<String>,
     /// Log lines as text or JSON.
     #[arg(long, value_enum, default_value_t)]
     log_format: LogFormat,
@@ -34,12 +41,23 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if let Some(socket) = &args.socket {
         config.socket = socket.clone();
     }
+    if args.socketmap.is_some() {
+        config.socketmap = args.socketmap.clone();
+    }
     let spec = SocketSpec::parse(&config.socket)?;
     let mode = listen::parse_mode(&config.socket_mode)?;
     let log = logging::init(args.log_format, &config.log_level)?;
     let milter = Arc::new(Milter::new(config.clone(), build)?);
+    let footers = match config.socketmap {
+        Some(_) => Some(SharedFooters::new(socketmap::footers_for(&config)?)),
+        None => None,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
-    runtime.block_on(serve(milter, &spec, mode, Startup { config, args, log }))?;
+    let result = runtime.block_on(serve(milter, &spec, mode, Startup { config, args, log, footers }));
+    // A rewriter that overran its budget may still be running on a blocking thread; its
+    // message has long gone out unchanged, so it must not hold up the exit.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -57,6 +75,8 @@ struct Startup {
     config: Config,
     args: Args,
     log: LogHandle,
+    /// The footer socketmap's texts, when it runs.
+    footers: Option<Arc<SharedFooters>>,
 }
 
 async fn serve(milter: Arc<Milter<Engine>>, spec: &SocketSpec, mode: u32, startup: Startup) -> Result<()> {
@@ -68,6 +88,19 @@ async fn serve(milter: Arc<Milter<Engine>>, spec: &SocketSpec, mode: u32, startu
     let max_connections = startup.config.max_connections;
     tracing::info!(socket = %bound.local, max_connections, "listening");
 
+    let (stopping, stopped) = tokio::sync::watch::channel(false);
+    let footer_map = startup.footers.clone().map(|footers| {
+        let (config, mut stopped) = (startup.config.clone(), stopped.clone());
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.wait_for(|&s| s).await;
+            };
+            if let Err(e) = socketmap::run_shared(&config, footers, shutdown).await {
+                tracing::error!(error = format!("{e:#}"), "socketmap stopped");
+            }
+        })
+    });
+    drop(stopped);
     let reloader = tokio::spawn({
         let milter = milter.clone();
         let startup = Arc::new(startup);
@@ -85,9 +118,13 @@ async fn serve(milter: Arc<Milter<Engine>>, spec: &SocketSpec, mode: u32, startu
             _ = int.recv() => "SIGINT",
         };
         tracing::info!(signal = name, "stopping");
+        let _ = stopping.send(true);
     };
     let result = milter.run(bound.listener, max_connections, stop).await;
     reloader.abort();
+    if let Some(task) = footer_map {
+        let _ = task.await;
+    }
     drop(bound.socket_file);
     result.context("the milter stopped accepting connections")?;
     tracing::info!("stopped");
@@ -102,9 +139,19 @@ fn reload(milter: &Milter<Engine>, startup: &Startup) {
                 tracing::error!(error = format!("{e:#}"), "log level unchanged");
             }
             warn_restart_only(&startup.config, &new, &startup.args);
+            reload_footers(startup, &new);
             tracing::info!(config = %shown(path), "configuration reloaded");
         }
         Err(e) => tracing::error!(config = %shown(path), error = format!("{e:#}"), "reload refused; the running configuration stays"),
+    }
+}
+
+/// New footer texts for the socketmap (its listener and limits stay as started).
+fn reload_footers(startup: &Startup, new: &Config) {
+    let Some(footers) = &startup.footers else { return };
+    match socketmap::footers_for(new) {
+        Ok(f) => footers.replace(f),
+        Err(e) => tracing::error!(error = format!("{e:#}"), "socketmap: footers unchanged"),
     }
 }
 

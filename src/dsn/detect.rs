@@ -78,13 +78,11 @@ fn delivery_report(view: &View, prose: &Prose) -> Option<Bounce> {
         .map(report::strip_type)
         .and_then(|v| v.split_whitespace().next().map(String::from))
         .or_else(|| prose.reporting_mta.clone());
-    Some(Bounce {
-        kind: ReportKind::Delivery,
-        format,
-        reporting_mta,
-        recipients,
-        original: original_message(view, prose),
-    })
+    let mut original = original_message(view, prose);
+    if original.return_path.is_none() {
+        original.return_path = report.per_message.postfix_sender.as_deref().and_then(address::from_field);
+    }
+    Some(Bounce { kind: ReportKind::Delivery, format, reporting_mta, recipients, original })
 }
 
 /// The returned message's headers: from its own part, else from the inline copy.
@@ -93,13 +91,11 @@ fn original_message(view: &View, prose: &Prose) -> OriginalMessage {
         return o.clone();
     }
     let Some(at) = prose.original_at else { return OriginalMessage::default() };
-    let rest = &prose.text[at..];
-    // Skip the announcing line ("--- Below this line is a copy of the message.").
-    let rest = match rest.find('\n') {
-        Some(i) if !rest[..i].contains(':') || rest[..i].starts_with('-') => &rest[i + 1..],
-        _ => rest,
-    };
-    let rest = rest.trim_start_matches(['\n', '\r']);
+    // Lines of spaces or an mbox "From " line may come before the headers.
+    let mut rest = prose.text[at..].trim_start_matches(['\n', '\r', ' ', '\t']);
+    if rest.starts_with("From ") {
+        rest = rest.find('\n').map_or("", |i| &rest[i + 1..]);
+    }
     original::from_header_text(text::truncate(rest, 64 * 1024))
 }
 
@@ -135,7 +131,7 @@ fn feedback(view: &View) -> Option<Bounce> {
 
 static AUTO_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)^\s*(?:auto:|auto(?:matic)?[ -]?(?:reply|response|respons|answer)\b|out\s+of\s+(?:the\s+)?office\b|abwesenheitsnotiz|automatische\s+antwort|r[ée]ponse\s+automatique|respuesta\s+autom[áa]tica|risposta\s+automatica|自動応答|自動返信|vacation\s+reply)",
+        r"(?i)^\s*(?:auto:|auto(?:matic)?[ -]?(?:reply|response|respons|answer)(?-u:\b)|out\s+of\s+(?:the\s+)?office(?-u:\b)|abwesenheitsnotiz|automatische\s+antwort|r[ée]ponse\s+automatique|respuesta\s+autom[áa]tica|risposta\s+automatica|自動応答|自動返信|vacation\s+reply)",
     )
     .unwrap()
 });
@@ -143,7 +139,7 @@ static AUTO_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
 /// Machine senders whose messages are never vacation replies.
 static DAEMON: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
-        r"(?i)(?:^|[<\s])(?:mailer-daemon|postmaster|mail\s+delivery\s+(?:system|subsystem|service)|mail\.delivery\.system|mdaemon|mailerdaemon|post_master)\b|^root@",
+        r"(?i)(?:^|[<\s])(?:mailer-daemon|postmaster|mail\s+delivery\s+(?:system|subsystem|service)|mail\.delivery\.system|mdaemon|mailerdaemon|post_master)(?-u:\b)|^root@",
     )
     .unwrap()
 });
@@ -182,7 +178,7 @@ static BOUNCE_SUBJECT: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(
         r"(?ix)undeliver|undelivered|non[- ]?deliver|delivery\s+(?:status|failure|failed|notification|report|problem|has\s+failed|error)
         |returned\s+(?:mail|to\s+sender)|mail\s+delivery\s+failed|failure\s+notice|could\s+not\s+be\s+delivered
-        |mail\s+system\s+error|returning\s+message|\bbounce|message\s+.*\s+delayed|delayed\s+mail|rejected|failed\s+delivery
+        |mail\s+system\s+error|returning\s+message|(?-u:\b)bounce|message\s+.*\s+delayed|delayed\s+mail|rejected|failed\s+delivery
         |permanent\s+(?:delivery\s+)?failure|not\s+delivered",
     )
     .unwrap()

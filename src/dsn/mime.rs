@@ -125,12 +125,12 @@ fn leaf(ctype: &str, subtype: &str, text: String, v: &mut View) {
         }
         ("message", "disposition-notification") => v.disposition = true,
         ("text", "rfc822-headers") | ("text", "rfc822-header") | ("message", "rfc822-headers")
-        | ("message", "global-headers") | ("message", "rfc822") | ("message", "global") => {
-            if v.original.is_none() {
-                let headers = cap(text, 64 * 1024);
-                v.original = Some(original::from_header_text(&headers));
-                v.original_extra = original::extra_from_header_text(&headers);
-            }
+        | ("message", "global-headers") | ("message", "rfc822") | ("message", "global")
+            if v.original.is_none() =>
+        {
+            let headers = cap(text, 64 * 1024);
+            v.original = Some(original::from_header_text(&headers));
+            v.original_extra = original::extra_from_header_text(&headers);
         }
         ("text", "html") => add_human(v, &html_text(&text)),
         ("text", _) => add_human(v, &text),
@@ -161,7 +161,7 @@ fn cap(mut s: String, max: usize) -> String {
 }
 
 static BLOCK_TAG: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"(?i)</(?:div|tr|li|h[1-6]|table|blockquote|pre)\s*>|<(?:div|tr|li|p|pre)\b").unwrap());
+    LazyLock::new(|| Regex::new(r"(?i)</(?:div|tr|li|h[1-6]|table|blockquote|pre)\s*>|<(?:div|tr|li|p|pre)(?-u:\b)").unwrap());
 
 /// HTML to text with a line break at every block element (mail-parser only breaks at
 /// `<br>` and `</p>`).
@@ -209,7 +209,7 @@ fn headers(msg: &Message) -> Headers {
     }
     if h.from_address.is_none() {
         // A bare "From: MAILER-DAEMON" has no address; keep the text for the sender check.
-        h.from = msg.header_raw("From").map(|v| super::reply::sanitize(v));
+        h.from = msg.header_raw("From").map(super::reply::sanitize);
     }
     h
 }

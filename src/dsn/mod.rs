@@ -11,6 +11,8 @@ mod reply;
 mod report;
 mod text;
 
+pub(crate) use reply::command_in;
+
 use serde::Serialize;
 
 /// What a message turned out to be.
@@ -90,6 +92,8 @@ pub struct OriginalMessage {
     pub date: Option<String>,
     pub content_language: Option<String>,
     pub accept_language: Option<String>,
+    /// Its envelope sender: its Return-Path, or the report's X-Postfix-Sender.
+    pub return_path: Option<String>,
 }
 
 /// At most this much of a message is read: the report parts come first, and a returned
@@ -108,4 +112,3 @@ pub fn parse(raw: &[u8]) -> Detection {
         Err(_) => Detection::NotBounce(PARSER_FAILURE.into()),
     }
 }
-

@@ -12,7 +12,6 @@
 use super::regex::{convert, Dialect};
 use super::{gives_footer, layout_unknown_reply, Footers};
 use crate::kb::Rule;
-use std::cmp::Reverse;
 use std::fmt::Write;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,11 +41,15 @@ pub struct Table {
 
 /// Build the table in `lang` (texts and style as prepared in `footers`).
 pub fn build(footers: &Footers, lang: &str, format: Format) -> Table {
-    let ordered = by_precedence(footers.kb().rules());
+    // Postfix rejects at RCPT TO unless smtpd_delay_reject is off: rules for other
+    // stages never apply to its replies, and the table cannot express them.
+    let (ordered, other_stage): (Vec<&Rule>, Vec<&Rule>) =
+        footers.kb().rules_by_precedence().into_iter().partition(|r| r.commands.is_empty() || r.commands.iter().any(|c| c == "RCPT"));
+    let mut skipped: Vec<(String, String)> =
+        other_stage.iter().map(|r| (r.id.clone(), "applies only at another SMTP stage than RCPT TO".into())).collect();
     let last_footer = ordered.iter().rposition(|r| gives_footer(r)).unwrap_or(0);
     let mut body = String::new();
     let mut written = 0;
-    let mut skipped = Vec::new();
     let mut guards = 0;
     let mut gnu = false;
     for (i, rule) in ordered.into_iter().enumerate() {
@@ -99,7 +102,8 @@ fn header(footers: &Footers, lang: &str, format: Format, written: usize, skipped
     let _ = writeln!(h, "# Entries are in the knowledge base's order of precedence: keep them in this order.");
     let _ = writeln!(h, "# {written} rules written; {} rules skipped (for the socketmap they still count).", skipped.len());
     for (id, why) in skipped {
-        let _ = writeln!(h, "#   skipped {id}: {}", why.replace(['\r', '\n'], " "));
+        let why: String = why.chars().map(|c| if c.is_ascii() && !c.is_ascii_control() { c } else { '?' }).collect();
+        let _ = writeln!(h, "#   skipped {id}: {why}");
     }
     if gnu {
         let _ = writeln!(h, "# Some patterns use \\b, \\B, \\< or \\> (GNU regex extensions, as in glibc).");
@@ -169,23 +173,3 @@ fn delimited(pattern: &str, format: Format) -> Result<String, String> {
     }
 }
 
-/// Rules from most to least specific, in the knowledge base's lookup order: evidence
-/// (text, status, code), status specificity, code constraint, priority, then load order.
-pub fn by_precedence(rules: &[Rule]) -> Vec<&Rule> {
-    let mut v: Vec<(usize, &Rule)> = rules.iter().enumerate().collect();
-    v.sort_by_key(|&(i, r)| {
-        let status_rank = r.status.as_deref().map_or(0, status_specificity);
-        (Reverse((r.evidence(), status_rank, !r.codes.is_empty(), r.priority)), i)
-    });
-    v.into_iter().map(|(_, r)| r).collect()
-}
-
-/// As the knowledge base ranks status patterns: "5.7.1" > "x.7.1" > "5.7.*" > "x.7.*".
-fn status_specificity(p: &str) -> u8 {
-    match (p.starts_with('x'), p.ends_with('*')) {
-        (false, false) => 4,
-        (true, false) => 3,
-        (false, true) => 2,
-        (true, true) => 1,
-    }
-}

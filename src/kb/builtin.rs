@@ -22,6 +22,7 @@ const FILES: &[(&str, &str)] = kb_files![
     "patterns/greylisting.toml",
     "patterns/tls.toml",
     "patterns/providers.toml",
+    "patterns/stage.toml",
     "lang/de.toml",
     "lang/fr.toml",
     "lang/es.toml",

@@ -1,9 +1,10 @@
 //! The knowledge base: causes and rules from TOML, compiled once into a matcher.
 //!
-//! Matching picks the most specific evidence: a text pattern beats an enhanced status
-//! code, which beats a basic reply code; within a tier, a rule tied to the SMTP command
-//! beats one that is not, then the more specific status, then a rule that also names
-//! the code, then `priority`, then load order.
+//! Matching picks the most specific evidence: a text pattern beats the context (the SMTP
+//! command the reply followed, the kind of system that reported it), which beats an
+//! enhanced status code, which beats a basic reply code (a generic X.0.0 status ranks
+//! lowest); within a tier, the more specific status wins, then the higher `priority`, then
+//! a rule tied to the context, then a rule that also names the code, then `priority`, then load order.
 
 mod builtin;
 mod load;
@@ -27,6 +28,8 @@ pub struct Query<'a> {
     pub text: &'a str,
     /// SMTP command the reply followed (upper case), if the report says.
     pub command: Option<&'a str>,
+    /// The bounce's format as `dsn` names it ("rfc3464", "googlegroups", ...), if known.
+    pub format: Option<&'a str>,
 }
 
 /// The rule that won and the cause it names.
@@ -127,10 +130,16 @@ impl KnowledgeBase {
         Some(Match { rule: &self.rules[best], cause: &self.causes[self.rule_cause[best]] })
     }
 
-    fn score(&self, i: usize) -> (Evidence, bool, u8, bool, i32) {
-        let r = &self.rules[i];
-        let status_rank = r.status.as_deref().map_or(0, status_specificity);
-        (r.evidence(), !r.commands.is_empty(), status_rank, !r.codes.is_empty(), r.priority)
+    fn score(&self, i: usize) -> impl Ord {
+        precedence(&self.rules[i])
+    }
+
+    /// The rules from the one that wins over all others to the one that loses to all:
+    /// the order in which `lookup` prefers them.
+    pub fn rules_by_precedence(&self) -> Vec<&Rule> {
+        let mut order: Vec<usize> = (0..self.rules.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse((self.score(i), std::cmp::Reverse(i))));
+        order.into_iter().map(|i| &self.rules[i]).collect()
     }
 
     /// The rules whose `examples` do not match the rule itself, as "rule: example" lines.
@@ -149,21 +158,38 @@ impl KnowledgeBase {
     }
 }
 
+/// How strongly a rule's evidence speaks (higher wins); see the module comment.
+fn precedence(r: &Rule) -> (Evidence, u8, i32, bool, bool) {
+    let status_rank = r.status.as_deref().map_or(0, status_specificity);
+    let context = !r.commands.is_empty() || !r.formats.is_empty();
+    (r.evidence(), status_rank, r.priority, context, !r.codes.is_empty())
+}
+
 fn constraints_hold(r: &Rule, q: &Query) -> bool {
     if !r.codes.is_empty() && !q.reply_code.is_some_and(|c| r.codes.contains(&c)) {
         return false;
     }
-    if !r.commands.is_empty() && !q.command.is_some_and(|c| r.commands.iter().any(|rc| rc == c)) {
+    if !r.commands.is_empty() && !r.commands.iter().any(|rc| rc == q.command.unwrap_or("NONE")) {
         return false;
     }
-    match &r.status {
+    if !r.formats.is_empty() && !q.format.is_some_and(|f| r.formats.iter().any(|rf| rf.eq_ignore_ascii_case(f))) {
+        return false;
+    }
+    match r.status.as_deref() {
         None => true,
-        Some(p) => q.status.is_some_and(|s| status_matches(p, s)),
+        Some(p) => match p.strip_prefix('!') {
+            Some(not) => q.status.is_none_or(|s| !status_matches(not, s)),
+            None => q.status.is_some_and(|s| status_matches(p, s)),
+        },
     }
 }
 
-/// Higher is more specific: "5.7.1" > "x.7.1" > "5.7.*" > "x.7.*".
+/// Higher is more specific: "5.7.1" > "x.7.1" > "5.7.*" > "x.7.*"; an exclusion ("!x.1.*")
+/// says nothing positive and ranks with no status at all.
 fn status_specificity(p: &str) -> u8 {
+    if p.starts_with('!') {
+        return 0;
+    }
     let any_class = p.starts_with('x');
     let any_detail = p.ends_with('*');
     match (any_class, any_detail) {
@@ -187,8 +213,9 @@ pub fn status_matches(p: &str, s: &str) -> bool {
     ss.next().is_none()
 }
 
-/// Check a status pattern's shape.
+/// Check a status pattern's shape ("!" in front excludes the statuses it matches).
 fn status_pattern_valid(p: &str) -> Result<()> {
+    let p = p.strip_prefix('!').unwrap_or(p);
     let parts: Vec<&str> = p.split('.').collect();
     let ok = parts.len() == 3
         && matches!(parts[0], "2" | "4" | "5" | "x" | "X")
@@ -214,5 +241,6 @@ mod tests {
         assert!(status_pattern_valid("x.7.*").is_ok());
         assert!(status_pattern_valid("6.1.1").is_err());
         assert!(status_pattern_valid("5.1").is_err());
+        assert!(status_pattern_valid("!x.1.*").is_ok());
     }
 }

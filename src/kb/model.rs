@@ -79,6 +79,10 @@ pub enum Evidence {
     ReplyCode,
     /// Enhanced status code (RFC 3463 / 5248 registry).
     StatusCode,
+    /// The context of the reply: the SMTP stage it came at (a refusal of MAIL FROM is
+    /// about the sender, one at connection or HELO about the sending server) or the kind
+    /// of system that reported it, whatever its codes say.
+    Context,
     /// Text of the reply (provider or MTA wording), possibly with codes.
     Text,
 }
@@ -90,13 +94,17 @@ pub struct Rule {
     pub cause: String,
     /// Case-insensitive regular expression over the diagnostic text.
     pub pattern: Option<String>,
-    /// Enhanced status: "5.1.1", "x.1.1" (any class) or "5.7.*" / "x.7.*".
+    /// Enhanced status: "5.1.1", "x.1.1" (any class) or "5.7.*" / "x.7.*"; with "!" in
+    /// front, any status but those (or none).
     pub status: Option<String>,
     /// Basic reply codes that the rule requires (any of).
     pub codes: Vec<u16>,
     /// SMTP commands after which the reply must have come (any of; upper case:
-    /// CONN, HELO, MAIL, RCPT, DATA). Empty: any.
+    /// CONN, HELO, MAIL, RCPT, DATA, or NONE when the report names none). Empty: any.
     pub commands: Vec<String>,
+    /// Bounce formats (as `dsn` names them: "googlegroups", "qmail", ...) the report must
+    /// have (any of). Empty: any.
+    pub formats: Vec<String>,
     /// Provider or MTA the wording comes from (informational).
     pub provider: Option<String>,
     /// Registry or source name (e.g. "Bad destination mailbox address").
@@ -111,7 +119,9 @@ impl Rule {
     pub fn evidence(&self) -> Evidence {
         if self.pattern.is_some() {
             Evidence::Text
-        } else if self.status.as_deref().is_some_and(|s| s.ends_with(".0.0")) {
+        } else if !self.commands.is_empty() || !self.formats.is_empty() {
+            Evidence::Context
+        } else if self.status.as_deref().is_some_and(|s| s.ends_with(".0.0") || s.starts_with('!')) {
             Evidence::GenericStatus
         } else if self.status.is_some() {
             Evidence::StatusCode

@@ -2,15 +2,19 @@
 //! socket, applying its permissions), and a listener that can stop accepting on demand.
 
 use anyhow::{bail, Context as _, Result};
-use indymilter::{EitherListener, Listener};
+use indymilter::{EitherListener, EitherStream, Listener};
 use std::fs;
 use std::io;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
-use tokio::net::{TcpListener, UnixListener};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll, Waker};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use tokio::time::Sleep;
 
 /// Where to listen, as Postfix and Sendmail write it.
 #[derive(Debug, Clone, PartialEq)]
@@ -125,19 +129,28 @@ impl CloseSignal {
 }
 
 /// A listener that drops its socket once closed, so the MTA gets "connection refused"
-/// (and applies its default action) while running sessions finish.
+/// (and applies its default action) while running sessions finish. An accept error
+/// (such as running out of file descriptors) is logged and retried after a pause:
+/// indymilter would otherwise stop the whole milter.
 pub struct Closable<L> {
     inner: Option<L>,
     signal: Arc<CloseSignal>,
+    pause: Option<Pin<Box<Sleep>>>,
 }
+
+/// How long to wait after a failed accept.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 impl<L> Closable<L> {
     pub fn new(inner: L, signal: Arc<CloseSignal>) -> Closable<L> {
-        Closable { inner: Some(inner), signal }
+        Closable { inner: Some(inner), signal, pause: None }
     }
 }
 
-impl<L: Listener> Listener for Closable<L> {
+impl<L: Listener> Listener for Closable<L>
+where
+    L::Io: NoDelay,
+{
     type Io = L::Io;
 
     fn poll_accept(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<L::Io>> {
@@ -146,9 +159,46 @@ impl<L: Listener> Listener for Closable<L> {
         if self.signal.closed.load(Ordering::SeqCst) {
             self.inner = None;
         }
-        match &mut self.inner {
-            Some(l) => l.poll_accept(cx),
-            None => Poll::Pending,
+        loop {
+            if let Some(pause) = &mut self.pause {
+                ready!(pause.as_mut().poll(cx));
+                self.pause = None;
+            }
+            let Some(listener) = &mut self.inner else { return Poll::Pending };
+            match ready!(listener.poll_accept(cx)) {
+                Ok(stream) => {
+                    stream.no_delay();
+                    return Poll::Ready(Ok(stream));
+                }
+                Err(e) => {
+                    tracing::warn!(error = e.to_string(), "cannot accept a connection; retrying");
+                    self.pause = Some(Box::pin(tokio::time::sleep(ACCEPT_PAUSE)));
+                }
+            }
+        }
+    }
+}
+
+/// Replies go out as a 5-byte length and then the payload; with Nagle's algorithm a
+/// large reply's tail would wait for the MTA's delayed ACK (40 ms) on TCP.
+pub trait NoDelay {
+    fn no_delay(&self);
+}
+
+impl NoDelay for TcpStream {
+    fn no_delay(&self) {
+        let _ = self.set_nodelay(true);
+    }
+}
+
+impl NoDelay for UnixStream {
+    fn no_delay(&self) {}
+}
+
+impl NoDelay for EitherStream<TcpStream, UnixStream> {
+    fn no_delay(&self) {
+        if let EitherStream::Tcp(s) = self {
+            s.no_delay();
         }
     }
 }
@@ -168,6 +218,32 @@ mod tests {
         for bad in ["inet:x@h", "inet:99999@h", "inet:25@", "unix:relative", "tcp:1@h", "relative"] {
             assert!(SocketSpec::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    /// Fails once, then hands out one stream, then nothing.
+    struct Flaky(Vec<io::Result<tokio::io::DuplexStream>>);
+
+    impl Listener for Flaky {
+        type Io = tokio::io::DuplexStream;
+        fn poll_accept(&mut self, _: &mut Context<'_>) -> Poll<io::Result<Self::Io>> {
+            self.0.pop().map_or(Poll::Pending, Poll::Ready)
+        }
+    }
+
+    impl NoDelay for tokio::io::DuplexStream {
+        fn no_delay(&self) {}
+    }
+
+    #[tokio::test]
+    async fn accept_errors_are_retried_and_close_stops_accepting() {
+        let (stream, _other) = tokio::io::duplex(8);
+        let flaky = Flaky(vec![Ok(stream), Err(io::Error::from_raw_os_error(24))]);
+        let signal = Arc::new(CloseSignal::default());
+        let mut l = Closable::new(flaky, signal.clone());
+        assert!(l.accept().await.is_ok(), "the error was passed on instead of retried");
+        signal.close();
+        assert!(tokio::time::timeout(Duration::from_millis(50), l.accept()).await.is_err());
+        assert!(l.inner.is_none(), "socket kept open after close");
     }
 
     #[test]

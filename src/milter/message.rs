@@ -11,14 +11,27 @@ pub fn is_null_sender(args: &[CString]) -> bool {
     }
 }
 
-/// The domain of a RCPT TO address (`<user@Example.org>` → `example.org`).
-pub fn recipient_domain(args: &[CString]) -> Option<String> {
+/// The address of a RCPT TO (`<user@example.org>` → `user@example.org`).
+pub fn recipient_address(args: &[CString]) -> Option<String> {
     let addr = args.first()?.to_bytes().trim_ascii();
     let addr = addr.strip_prefix(b"<").unwrap_or(addr);
     let addr = addr.strip_suffix(b">").unwrap_or(addr);
-    let at = addr.iter().rposition(|&b| b == b'@')?;
-    let domain = String::from_utf8_lossy(&addr[at + 1..]).to_ascii_lowercase();
-    (!domain.is_empty()).then_some(domain)
+    (!addr.is_empty()).then(|| String::from_utf8_lossy(addr).into_owned())
+}
+
+/// The domain of an address, lower-cased (`user@Example.org` → `example.org`).
+pub fn domain(address: &str) -> Option<String> {
+    let (_, domain) = address.rsplit_once('@')?;
+    (!domain.is_empty()).then(|| domain.to_ascii_lowercase())
+}
+
+/// The ESMTP SIZE the client announced in MAIL FROM, if any.
+pub fn size_hint(args: &[CString]) -> Option<usize> {
+    args.iter().skip(1).find_map(|a| {
+        let a = a.to_bytes();
+        a.get(..5).filter(|k| k.eq_ignore_ascii_case(b"SIZE="))?;
+        std::str::from_utf8(&a[5..]).ok()?.parse().ok()
+    })
 }
 
 /// The buffer was not extended: the message is over the cap.
@@ -30,6 +43,9 @@ pub struct TooLarge {
 
 /// The message reassembled as "Name: value" header lines (CRLF), a blank line and the
 /// body, in one buffer so that the rewriter gets it without further copies.
+/// Room for the header block on top of `max_body` when sizing the buffer.
+const HEADER_ROOM: usize = 64 * 1024;
+
 #[derive(Debug, Default)]
 pub struct MessageBuffer {
     raw: Vec<u8>,
@@ -40,8 +56,11 @@ pub struct MessageBuffer {
 }
 
 impl MessageBuffer {
-    pub fn new(max_body: usize) -> MessageBuffer {
-        MessageBuffer { max_body, ..MessageBuffer::default() }
+    /// `size_hint` (the announced SIZE) sizes the buffer up front, so it is not copied
+    /// as it grows; capped, as the client may claim anything.
+    pub fn new(max_body: usize, size_hint: Option<usize>) -> MessageBuffer {
+        let capacity = size_hint.unwrap_or(0).min(max_body.saturating_add(HEADER_ROOM));
+        MessageBuffer { max_body, raw: Vec::with_capacity(capacity), ..MessageBuffer::default() }
     }
 
     /// Append one header field. Folded values may come with bare LF; they get CRLF.
@@ -120,16 +139,26 @@ mod tests {
     }
 
     #[test]
-    fn recipient_domain_forms() {
-        assert_eq!(recipient_domain(&[c("<Bob@Example.ORG>"), c("ORCPT=rfc822;x")]).as_deref(), Some("example.org"));
-        assert_eq!(recipient_domain(&[c("bob@example.org")]).as_deref(), Some("example.org"));
-        assert_eq!(recipient_domain(&[c("<postmaster>")]), None);
-        assert_eq!(recipient_domain(&[c("<bob@>")]), None);
+    fn announced_size() {
+        assert_eq!(size_hint(&[c("<>"), c("BODY=8BITMIME"), c("size=4096")]), Some(4096));
+        assert_eq!(size_hint(&[c("<>")]), None);
+        assert_eq!(size_hint(&[c("<>"), c("SIZE=lots")]), None);
+        assert_eq!(MessageBuffer::new(1000, Some(1 << 40)).raw.capacity(), 1000 + HEADER_ROOM);
+    }
+
+    #[test]
+    fn recipient_forms() {
+        assert_eq!(recipient_address(&[c("<Bob@Example.ORG>"), c("ORCPT=rfc822;x")]).as_deref(), Some("Bob@Example.ORG"));
+        assert_eq!(recipient_address(&[c("bob@example.org")]).as_deref(), Some("bob@example.org"));
+        assert_eq!(recipient_address(&[c("<>")]), None);
+        assert_eq!(domain("Bob@Example.ORG").as_deref(), Some("example.org"));
+        assert_eq!(domain("postmaster"), None);
+        assert_eq!(domain("bob@"), None);
     }
 
     #[test]
     fn reassembles_headers_and_body() {
-        let mut m = MessageBuffer::new(100);
+        let mut m = MessageBuffer::new(100, None);
         m.add_header(c("From"), &c("a@example.org")).unwrap();
         m.add_header(c("Subject"), &c("one\n\ttwo")).unwrap();
         m.add_body(b"line 1\r\n").unwrap();
@@ -141,14 +170,14 @@ mod tests {
 
     #[test]
     fn message_without_body_still_has_the_blank_line() {
-        let mut m = MessageBuffer::new(100);
+        let mut m = MessageBuffer::new(100, None);
         m.add_header(c("From"), &c("a")).unwrap();
         assert_eq!(m.finish().0, b"From: a\r\n\r\n");
     }
 
     #[test]
     fn body_cap_counts_only_the_body() {
-        let mut m = MessageBuffer::new(10);
+        let mut m = MessageBuffer::new(10, None);
         m.add_header(c("X"), &c("y")).unwrap();
         m.add_body(b"0123456789").unwrap();
         assert_eq!(m.add_body(b"a"), Err(TooLarge { what: "body", size: 11 }));
@@ -156,7 +185,7 @@ mod tests {
 
     #[test]
     fn header_cap() {
-        let mut m = MessageBuffer::new(10);
+        let mut m = MessageBuffer::new(10, None);
         assert_eq!(m.add_header(c("Subject"), &c("long")).unwrap_err().what, "header");
     }
 }

@@ -10,7 +10,7 @@ pub mod listen;
 mod message;
 
 use crate::config::Config;
-use crate::engine::{Engine, Outcome};
+use crate::engine::{Engine, Options, Outcome};
 use anyhow::Result;
 use arc_swap::ArcSwap;
 use indymilter::{Actions, Callbacks, Context, EomContext, Listener, MacroStage, NegotiateContext, ProtoOpts, Status};
@@ -27,12 +27,13 @@ use tokio::sync::watch;
 
 /// What the milter needs from the engine; tests plug in fakes that modify, panic or hang.
 pub trait Rewriter: Send + Sync + 'static {
-    fn process(&self, raw: &[u8]) -> Outcome;
+    /// `recipient` is the bounce's envelope recipient (the first RCPT TO).
+    fn process(&self, raw: &[u8], recipient: Option<&str>) -> Outcome;
 }
 
 impl Rewriter for Engine {
-    fn process(&self, raw: &[u8]) -> Outcome {
-        Engine::process(self, raw)
+    fn process(&self, raw: &[u8], recipient: Option<&str>) -> Outcome {
+        self.process_with(raw, &Options { recipient, ..Options::default() })
     }
 }
 
@@ -122,7 +123,11 @@ impl<R: Rewriter> Milter<R> {
 
     /// Serve MTA connections until `stop` completes, then stop accepting, let messages
     /// in flight finish (at most [`DRAIN_TIMEOUT`]) and return.
-    pub async fn run(self: Arc<Self>, listener: impl Listener, max_connections: usize, stop: impl Future) -> io::Result<()> {
+    pub async fn run<L>(self: Arc<Self>, listener: L, max_connections: usize, stop: impl Future) -> io::Result<()>
+    where
+        L: Listener,
+        L::Io: listen::NoDelay,
+    {
         let close = Arc::new(listen::CloseSignal::default());
         let listener = listen::Closable::new(listener, close.clone());
         let config = indymilter::Config { max_connections, actions: ACTIONS, ..Default::default() };
@@ -165,9 +170,9 @@ impl<R: Rewriter> Milter<R> {
         }
         self.in_flight.send_modify(|n| *n += 1);
         conn.message = Some(Pending {
-            content: Ok(MessageBuffer::new(loaded.settings.max_body)),
+            content: Ok(MessageBuffer::new(loaded.settings.max_body, message::size_hint(args))),
             loaded: arc_swap::Guard::into_inner(loaded),
-            rcpt_domain: None,
+            recipient: None,
             _in_flight: InFlight(self.in_flight.clone()),
         });
         Status::Continue
@@ -197,7 +202,8 @@ struct Pending<R> {
     loaded: Arc<Loaded<R>>,
     /// The buffered message, or why buffering stopped.
     content: Result<MessageBuffer, TooLarge>,
-    rcpt_domain: Option<String>,
+    /// The first envelope recipient.
+    recipient: Option<String>,
     _in_flight: InFlight,
 }
 
@@ -226,8 +232,8 @@ fn pending<R: Rewriter>(cx: &mut Context<Connection<R>>) -> Option<&mut Pending<
 
 fn rcpt<R: Rewriter>(cx: &mut Context<Connection<R>>, args: &[CString]) -> Status {
     if let Some(p) = pending(cx) {
-        if p.rcpt_domain.is_none() {
-            p.rcpt_domain = message::recipient_domain(args);
+        if p.recipient.is_none() {
+            p.recipient = message::recipient_address(args);
         }
     }
     Status::Continue
@@ -288,8 +294,9 @@ async fn eom<R: Rewriter>(cx: &mut EomContext<Connection<R>>) -> Status {
         }
     };
     let (raw, header_names) = buffer.finish();
-    let domain = p.rcpt_domain.as_deref();
-    match rewrite(p.loaded.clone(), raw).await {
+    let domain = p.recipient.as_deref().and_then(message::domain);
+    let domain = domain.as_deref();
+    match rewrite(p.loaded.clone(), raw, p.recipient.clone()).await {
         Ok(Outcome::Pass(why)) => log(queue_id, domain, "unchanged", &why),
         Ok(Outcome::Modify(m)) => match apply::plan(&m, &header_names) {
             Ok(plan) if conn.actions.contains(plan.needs) => match apply::send(&plan, &cx.actions).await {
@@ -310,9 +317,9 @@ async fn eom<R: Rewriter>(cx: &mut EomContext<Connection<R>>) -> Status {
 /// Run the rewriter on a blocking thread within the time budget. A panic is caught by
 /// the blocking task (like `catch_unwind`); a rewriter over time is left to finish on
 /// its own and its result dropped.
-async fn rewrite<R: Rewriter>(loaded: Arc<Loaded<R>>, raw: Vec<u8>) -> Result<Outcome, String> {
+async fn rewrite<R: Rewriter>(loaded: Arc<Loaded<R>>, raw: Vec<u8>, recipient: Option<String>) -> Result<Outcome, String> {
     let budget = loaded.settings.timeout;
-    let task = tokio::task::spawn_blocking(move || loaded.rewriter.process(&raw));
+    let task = tokio::task::spawn_blocking(move || loaded.rewriter.process(&raw, recipient.as_deref()));
     match tokio::time::timeout(budget, task).await {
         Ok(Ok(outcome)) => Ok(outcome),
         Ok(Err(e)) if e.is_panic() => Err(format!("rewriter panicked: {}", panic_text(&*e.into_panic()))),
@@ -332,7 +339,8 @@ fn panic_text(payload: &(dyn Any + Send)) -> &str {
 fn log_too_large<R>(queue_id: Option<&str>, p: &Pending<R>) {
     if let Err(e) = &p.content {
         let reason = format!("{} over max_body = {} bytes: passed untouched", e.what, p.loaded.settings.max_body);
-        log(queue_id, p.rcpt_domain.as_deref(), "too-large", &reason);
+        let domain = p.recipient.as_deref().and_then(message::domain);
+        log(queue_id, domain.as_deref(), "too-large", &reason);
     }
 }
 

@@ -43,6 +43,8 @@ pub fn assemble(raw: &[u8], note: &Notification) -> Result<(Vec<HeaderEdit>, Vec
         w(&format!("--{alt_boundary}{eol}Content-Type: {ctype}; charset=utf-8{eol}"));
         w(&format!("Content-Transfer-Encoding: {}{eol}{eol}", cte.as_str()));
         w(body);
+        // The line break before a delimiter belongs to the delimiter, not to the text.
+        w(eol);
     }
     w(&format!("--{alt_boundary}--"));
 

@@ -18,15 +18,16 @@ use tokio::task::JoinHandle;
 pub type Seen = Arc<Mutex<Vec<Vec<u8>>>>;
 
 /// Acts on the message's `X-Test` header: `panic`, `sleep` (1.5 s, then modify),
-/// `pass`; anything else gets a modification that names the message's Subject and the
-/// rewriter's tag (taken from `template_dir`, so reloads are visible).
+/// `pass`; anything else gets a modification that names the message's Subject, its
+/// envelope recipient and the rewriter's tag (taken from `template_dir`, so reloads are
+/// visible).
 pub struct Scripted {
     pub tag: String,
     pub seen: Seen,
 }
 
 impl Rewriter for Scripted {
-    fn process(&self, raw: &[u8]) -> Outcome {
+    fn process(&self, raw: &[u8], recipient: Option<&str>) -> Outcome {
         self.seen.lock().unwrap().push(raw.to_vec());
         let text = String::from_utf8_lossy(raw);
         match header(&text, "X-Test").as_deref() {
@@ -42,6 +43,7 @@ impl Rewriter for Scripted {
                 HeaderEdit::Set { name: "X-Plainbounce".into(), value: format!("rewritten; tag={}", self.tag) },
                 HeaderEdit::Add { name: "X-Note".into(), value: "one\r\nBcc: injected@example.org".into() },
                 HeaderEdit::Remove { name: "X-Remove-Me".into() },
+                HeaderEdit::Add { name: "X-Envelope-Recipient".into(), value: recipient.unwrap_or("none").into() },
             ],
             body: Some(expected_body(&subject, &self.tag).into_bytes()),
             summary: format!("scripted rewrite of {subject:?}"),
@@ -139,7 +141,9 @@ impl Bounce<'_> {
         if status != Status::Continue {
             return status;
         }
-        assert_eq!(conn.rcpt(["<Alice@Example.ORG>", "NOTIFY=NEVER"]).await.unwrap(), Status::Continue);
+        for rcpt in ["<Alice@Example.ORG>", "<second@example.net>"] {
+            assert_eq!(conn.rcpt([rcpt, "NOTIFY=NEVER"]).await.unwrap(), Status::Continue);
+        }
         for (name, value) in [
             ("From", "Mail Delivery System <MAILER-DAEMON@mx.example.net>"),
             ("Subject", self.subject),
@@ -178,7 +182,9 @@ pub fn assert_rewritten(actions: &EomActions, subject: &str, tag: &str) {
     assert!(actions.has_add_header("X-Note", "one  Bcc: injected@example.org"), "{actions:?}");
     assert!(actions.has_delete_header("X-Remove-Me", 2) && actions.has_delete_header("X-Remove-Me", 1), "{actions:?}");
     assert!(actions.has_replaced_body(expected_body(subject, tag).as_str()), "{actions:?}");
-    assert_eq!(actions.actions.len(), 6, "{actions:?}");
+    // The first RCPT TO, as the MTA gave it (angle brackets off).
+    assert!(actions.has_add_header("X-Envelope-Recipient", "Alice@Example.ORG"), "{actions:?}");
+    assert_eq!(actions.actions.len(), 7, "{actions:?}");
 }
 
 /// The embedded default configuration with some top-level keys set (as a file's text).

@@ -1,0 +1,74 @@
+//! `plainbounce rewrite`: one message on stdin, the same message on stdout, rewritten if it
+//! is a bounce. This is the door for Exim's transport_filter and for scripts, so it never
+//! loses mail: on any problem (bad config, template error, panic, timeout) the original
+//! bytes go out unchanged, the exit status is 0 and the reason goes to stderr.
+
+use anyhow::Result;
+use plainbounce::config::Config;
+use plainbounce::engine::{apply, Engine, Outcome};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+/// sysexits.h: the MTA should try again later.
+const EX_TEMPFAIL: u8 = 75;
+const EX_IOERR: u8 = 74;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Configuration file (default: the built-in configuration).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let mut raw = Vec::new();
+    if let Err(e) = std::io::stdin().lock().read_to_end(&mut raw) {
+        // Without the whole message there is nothing safe to write: let the MTA retry.
+        eprintln!("plainbounce: cannot read the message: {e}");
+        return Ok(ExitCode::from(EX_TEMPFAIL));
+    }
+    let raw = Arc::new(raw);
+    let (out, note) = filter(&raw, args.config.as_deref());
+    let mut stdout = std::io::stdout().lock();
+    if let Err(e) = stdout.write_all(out.as_deref().unwrap_or(&raw)).and_then(|()| stdout.flush()) {
+        eprintln!("plainbounce: cannot write the message: {e}");
+        return Ok(ExitCode::from(EX_IOERR));
+    }
+    eprintln!("plainbounce: {note}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The rewritten message (`None`: send the original) and what happened.
+fn filter(raw: &Arc<Vec<u8>>, config: Option<&Path>) -> (Option<Vec<u8>>, String) {
+    let config = match config.map_or_else(|| Ok(Config::embedded()), Config::load) {
+        Ok(c) => c,
+        Err(e) => return (None, format!("passed unchanged: {e:#}")),
+    };
+    if raw.len() > config.max_body {
+        return (None, format!("passed unchanged: message larger than max_body ({} bytes)", config.max_body));
+    }
+    let timeout = Duration::from_millis(config.timeout_ms);
+    let engine = match Engine::new(config) {
+        Ok(e) => e,
+        Err(e) => return (None, format!("passed unchanged: {e:#}")),
+    };
+    // The engine runs in its own thread so that a hang cannot hold the mail: on timeout
+    // the original goes out and the process exits, ending the thread.
+    let (tx, rx) = mpsc::channel();
+    let input = Arc::clone(raw);
+    std::thread::spawn(move || {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match engine.process(&input) {
+            Outcome::Modify(m) => (Some(apply(&input, &m)), format!("rewritten: {}", m.summary)),
+            Outcome::Pass(why) => (None, format!("passed unchanged: {why}")),
+        }));
+        let _ = tx.send(result.unwrap_or_else(|_| (None, "passed unchanged: internal error (panic)".into())));
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(result) => result,
+        Err(mpsc::RecvTimeoutError::Timeout) => (None, format!("passed unchanged: took longer than timeout_ms ({} ms)", timeout.as_millis())),
+        Err(mpsc::RecvTimeoutError::Disconnected) => (None, "passed unchanged: internal error".into()),
+    }
+}
