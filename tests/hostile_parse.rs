@@ -297,3 +297,23 @@ fn corpus_facts_are_clean() {
         }
     }
 }
+
+#[test]
+fn control_characters_in_every_dsn_field() {
+    // Found by the parse fuzz target: NUL in Reporting-MTA survived into the facts.
+    let mut dsn = Dsn::new("550 5.1.1 user unknown");
+    dsn.per_message[0] = "Reporting-MTA: dns; mx.example.\0\0\x1b!org".into();
+    dsn.recipients[0] = vec![
+        "Final-Recipient: rfc822; bob@remote.\0example".into(),
+        "Original-Recipient: rfc822;bob\x07@remote.example".into(),
+        "Action: fai\0led".into(),
+        "Status: 5.1.1\0".into(),
+        "Remote-MTA: dns; mx.\0remote.\x1bexample".into(),
+        "Diagnostic-Code: smtp; 550 5.1.1 \0user unknown".into(),
+        "Last-Attempt-Date: Tue,\0 14 Nov 2023".into(),
+        "Will-Retry-Until: \x1bnever".into(),
+    ];
+    delivery(&dsn.build());
+    let arf = String::from_utf8(arf_report()).unwrap().replace("Version: 1", "Version: 1\nReporting-MTA: dns; mx.\0isp.example");
+    parse_clean(arf.as_bytes());
+}

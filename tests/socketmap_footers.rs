@@ -234,6 +234,9 @@ fn single_rule_kb(r: &plainbounce::kb::Rule) -> String {
     if !r.commands.is_empty() {
         toml.push_str(&format!("command = {:?}\n", r.commands));
     }
+    if !r.formats.is_empty() {
+        toml.push_str(&format!("format = {:?}\n", r.formats));
+    }
     toml
 }
 

@@ -29,8 +29,12 @@ fn check(e: &Explanation, action: Option<&str>) {
     if let Some(rule) = e.rule {
         assert_eq!(rule.cause, e.cause.id, "rule and cause disagree");
         if let Some(p) = &rule.status {
-            let s = e.status.as_deref().unwrap_or("");
-            assert!(kb::status_matches(p, s), "rule {} wants status {p}, got {s:?}", rule.id);
+            let s = e.status.as_deref();
+            let holds = match p.strip_prefix('!') {
+                Some(not) => s.is_none_or(|s| !kb::status_matches(not, s)),
+                None => s.is_some_and(|s| kb::status_matches(p, s)),
+            };
+            assert!(holds, "rule {} wants status {p}, got {s:?}", rule.id);
         }
         if !rule.codes.is_empty() {
             assert!(e.reply_code.is_some_and(|c| rule.codes.contains(&c)), "rule {} wants codes {:?}, got {:?}", rule.id, rule.codes, e.reply_code);
@@ -38,6 +42,11 @@ fn check(e: &Explanation, action: Option<&str>) {
     }
     if let Some(c) = e.reply_code {
         assert!((100..600).contains(&c), "reply code {c}");
+    }
+    // A "failed" report of a temporary error is an expiry: permanent whatever the class.
+    if e.cause.id == "expired" {
+        assert!(e.permanent, "an expiry is final");
+        return;
     }
     if action.is_some_and(|a| a.eq_ignore_ascii_case("delayed")) {
         assert!(!e.permanent, "a delayed report is not permanent");

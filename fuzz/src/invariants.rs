@@ -177,7 +177,8 @@ pub fn check_rewrite(original: &[u8], m: &Modification, output: &[u8]) -> Check 
         return if orig.body == out.body { Ok(()) } else { Err("body changed though no new body was given".into()) };
     }
     let (oct, nct) = (content_type(orig.header), content_type(out.header));
-    if oct.mime.starts_with("multipart/") && nct.mime == oct.mime {
+    // Same type and boundary: parts were replaced in place; otherwise the body was wrapped.
+    if oct.mime.starts_with("multipart/") && nct.mime == oct.mime && nct.boundary == oct.boundary {
         check_multipart_change(orig, out, &[], 0)
     } else {
         check_wrapped(orig, out, &nct)

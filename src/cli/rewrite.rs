@@ -7,7 +7,7 @@ use anyhow::Result;
 use plainbounce::config::Config;
 use plainbounce::engine::{apply, Engine, Outcome};
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -24,16 +24,27 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
+    let config = args.config.as_deref().map_or_else(|| Ok(Config::embedded()), Config::load);
+    // Read at most max_body + 1 bytes: a larger message streams through unread, so memory
+    // stays bounded by the cap whatever the message size.
+    let limit = config.as_ref().map_or(0, |c| c.max_body as u64 + 1);
+    let mut stdin = std::io::stdin().lock();
     let mut raw = Vec::new();
-    if let Err(e) = std::io::stdin().lock().read_to_end(&mut raw) {
+    if let Err(e) = (&mut stdin).take(limit).read_to_end(&mut raw) {
         // Without the whole message there is nothing safe to write: let the MTA retry.
         eprintln!("plainbounce: cannot read the message: {e}");
         return Ok(ExitCode::from(EX_TEMPFAIL));
     }
     let raw = Arc::new(raw);
-    let (out, note) = filter(&raw, args.config.as_deref());
+    let (out, note) = match config {
+        Err(e) => (None, format!("passed unchanged: {e:#}")),
+        Ok(c) if raw.len() as u64 >= limit => (None, format!("passed unchanged: message larger than max_body ({} bytes)", c.max_body)),
+        Ok(c) => filter(&raw, c),
+    };
     let mut stdout = std::io::stdout().lock();
-    if let Err(e) = stdout.write_all(out.as_deref().unwrap_or(&raw)).and_then(|()| stdout.flush()) {
+    let written = stdout.write_all(out.as_deref().unwrap_or(&raw));
+    // The rest of an unread message (over the cap, or config unreadable) follows as it comes.
+    if let Err(e) = written.and_then(|()| std::io::copy(&mut stdin, &mut stdout)).and_then(|_| stdout.flush()) {
         eprintln!("plainbounce: cannot write the message: {e}");
         return Ok(ExitCode::from(EX_IOERR));
     }
@@ -42,14 +53,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 }
 
 /// The rewritten message (`None`: send the original) and what happened.
-fn filter(raw: &Arc<Vec<u8>>, config: Option<&Path>) -> (Option<Vec<u8>>, String) {
-    let config = match config.map_or_else(|| Ok(Config::embedded()), Config::load) {
-        Ok(c) => c,
-        Err(e) => return (None, format!("passed unchanged: {e:#}")),
-    };
-    if raw.len() > config.max_body {
-        return (None, format!("passed unchanged: message larger than max_body ({} bytes)", config.max_body));
-    }
+fn filter(raw: &Arc<Vec<u8>>, config: Config) -> (Option<Vec<u8>>, String) {
     let timeout = Duration::from_millis(config.timeout_ms);
     let engine = match Engine::new(config) {
         Ok(e) => e,

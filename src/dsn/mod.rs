@@ -108,7 +108,44 @@ pub fn parse(raw: &[u8]) -> Detection {
     let raw = &raw[..raw.len().min(MAX_INPUT)];
     // The MIME parser is third-party code: a panic in it must not take mail down.
     match std::panic::catch_unwind(|| detect::detect(raw)) {
+        Ok(Detection::Bounce(b)) => Detection::Bounce(clean(b)),
         Ok(d) => d,
         Err(_) => Detection::NotBounce(PARSER_FAILURE.into()),
     }
 }
+
+/// Every fact one clean line, whichever path found it: remote text is untrusted, and not
+/// every field goes through the diagnostic's cleaning (found by fuzzing: a NUL in
+/// Reporting-MTA).
+fn clean(mut b: Bounce) -> Bounce {
+    let fix = |s: &mut Option<String>| {
+        if let Some(v) = s.as_mut() {
+            *v = reply::sanitize(v);
+        }
+        if s.as_ref().is_some_and(|v| v.is_empty()) {
+            *s = None;
+        }
+    };
+    fix(&mut b.reporting_mta);
+    for r in &mut b.recipients {
+        for s in [
+            &mut r.address,
+            &mut r.original_recipient,
+            &mut r.action,
+            &mut r.status,
+            &mut r.diagnostic,
+            &mut r.remote_mta,
+            &mut r.command,
+            &mut r.last_attempt,
+            &mut r.will_retry_until,
+        ] {
+            fix(s);
+        }
+    }
+    let o = &mut b.original;
+    for s in [&mut o.from, &mut o.to, &mut o.subject, &mut o.message_id, &mut o.date, &mut o.content_language, &mut o.accept_language, &mut o.return_path] {
+        fix(s);
+    }
+    b
+}
+
