@@ -234,7 +234,7 @@ def check_footer(args) -> list:
     if not text.startswith(original) or squash(text) == squash(original):
         errors.append(f"no footer after {original!r}: {text!r}")
     footer = squash(text[len(original):])
-    facts = json.loads(subprocess.run([args.explained_by, "explain", "--json", args.reply],
+    facts = json.loads(subprocess.run([args.explained_by, "explain", "--json", "--smtpd", args.reply],
                                       check=True, capture_output=True, text=True).stdout)
     for key in ("title", "remedy"):
         if squash(facts[key]) not in footer:

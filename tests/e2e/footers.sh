@@ -68,7 +68,7 @@ rcpt_reply() {
 # The knowledge base must treat this reply as generic (only its basic reply code known),
 # or (c) would test nothing.
 is_generic() {
-    "$PLAINBOUNCE" explain --json "$1" |
+    "$PLAINBOUNCE" explain --json --smtpd "$1" |
         python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["matched"], d["evidence"]); sys.exit(d["evidence"] != "reply_code")'
 }
 
@@ -116,7 +116,7 @@ fi
 note "postfix on 127.0.0.1:$SMTP_PORT, plainbounce socketmap on $MAP_PORT"
 
 run "footers (a): a relay attempt gets Relay access denied with the footer" \
-    test_footer relay alice@local.test bob@example.net "$RELAY_REPLY" "authentication for outgoing mail"
+    test_footer relay alice@local.test bob@example.net "$RELAY_REPLY" "log in" "authentication for outgoing mail"
 run "footers (b): an unknown local recipient gets the user-unknown footer" \
     test_footer unknown alice@local.test nobody@local.test "$UNKNOWN_REPLY"
 if check "footers (c): the knowledge base explains the access-map reply only generically" is_generic "$RULE_REPLY"; then
