@@ -14,20 +14,20 @@
 mod hostile_support;
 #[path = "../fuzz/src/invariants.rs"]
 mod invariants;
+#[path = "../tests/hostile_support/milter_client.rs"]
+mod milter_client;
 
-use indymilter_test::{EomAction, EomActions, Status, TestConnection, TestError};
+use milter_client::{sample, send, Fate, Sample, Sent, Server, Verdict};
 use plainbounce::config::Config;
-use plainbounce::engine::{Engine, HeaderEdit, Modification, Outcome};
+use plainbounce::engine::Engine;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode, Stdio};
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Cap on buffered bodies in the soak configuration; one test message is larger.
 const MAX_BODY: usize = 256 * 1024;
-/// A client waits this long for any answer before it counts the message as lost.
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(30);
 
 struct Opts {
     seconds: u64,
@@ -50,57 +50,6 @@ fn opts() -> Result<Opts, String> {
     Ok(o)
 }
 
-/// One test message as the MTA hands it to the milter, and what must come back.
-struct Sample {
-    name: String,
-    sender: &'static str,
-    /// Header fields as (name, value) without the colon and the one leading space.
-    headers: Vec<(Vec<u8>, Vec<u8>)>,
-    /// Body with CRLF line ends.
-    body: Vec<u8>,
-    /// The message as the milter reassembles it: what the engine sees.
-    canonical: Vec<u8>,
-    /// The in-process engine's answer on `canonical` with the same configuration.
-    expected: Option<Modification>,
-}
-
-fn sample(name: String, raw: &[u8], null: bool, engine: &Engine) -> Option<Sample> {
-    let raw = hostile_support::with_eol(raw.to_vec(), "\r\n");
-    let e = invariants::split_entity(&raw);
-    let mut headers = Vec::new();
-    for f in invariants::header_fields(e.header) {
-        let colon = f.iter().position(|&c| c == b':')?;
-        let value = f[colon + 1..].strip_suffix(b"\r\n").unwrap_or(&f[colon + 1..]);
-        let value = value.strip_prefix(b" ").unwrap_or(value);
-        let name = f[..colon].to_vec();
-        // An MTA passes neither NULs nor nameless headers: such samples test nothing here.
-        if name.is_empty() || name.contains(&0) || value.contains(&0) || name.iter().any(|c| c.is_ascii_whitespace()) {
-            return None;
-        }
-        headers.push((name, value.to_vec()));
-    }
-    let body = e.body.to_vec();
-    let canonical = canonical(&headers, &body);
-    let expected = match (null && body.len() <= MAX_BODY, engine.process(&canonical)) {
-        (true, Outcome::Modify(m)) => Some(m),
-        _ => None,
-    };
-    Some(Sample { name, sender: if null { "<>" } else { "<alice@example.org>" }, headers, body, canonical, expected })
-}
-
-fn canonical(headers: &[(Vec<u8>, Vec<u8>)], body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for (n, v) in headers {
-        out.extend_from_slice(n);
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(v);
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    out.extend_from_slice(body);
-    out
-}
-
 /// Corpus messages and generated ones, including one over the body cap. Everything but
 /// the corpus's negatives and one plain message comes with the null sender, as bounces,
 /// auto-replies and some ARF reports do: the engine, not the envelope, must tell them apart.
@@ -116,15 +65,14 @@ fn samples(engine: &Engine) -> Vec<Sample> {
     raw.push(("generated-arf".into(), hostile_support::arf_report()));
     raw.push(("generated-auto-reply".into(), hostile_support::auto_reply()));
     raw.push(("generated-plain-null-sender".into(), hostile_support::plain_message()));
-    let mut out: Vec<Sample> = raw.into_iter().filter_map(|(n, r)| sample(n.clone(), &r, !n.contains("negatives/"), engine)).collect();
-    out.extend(sample("generated-plain".into(), &hostile_support::plain_message(), false, engine));
+    let mut out: Vec<Sample> = raw.into_iter().filter_map(|(n, r)| sample(n.clone(), &r, !n.contains("negatives/"), MAX_BODY, engine)).collect();
+    out.extend(sample("generated-plain".into(), &hostile_support::plain_message(), false, MAX_BODY, engine));
     out
 }
 
 #[derive(Default)]
 struct Counts {
     sessions: AtomicU64,
-    messages: AtomicU64,
     rewritten: AtomicU64,
     unchanged: AtomicU64,
     /// A rewrite was expected but the message passed unchanged (fail-open, e.g. timeout).
@@ -155,7 +103,6 @@ impl Rng {
 }
 
 struct Shared {
-    addr: String,
     samples: Vec<Sample>,
     counts: Counts,
     /// Set when SIGTERM is sent: failures after it are expected.
@@ -173,162 +120,17 @@ impl Shared {
     }
 }
 
-/// How far a message gets before the client stops.
-#[derive(Clone, Copy, PartialEq)]
-enum Fate {
-    Complete,
-    Abort,
-    Drop,
-}
-
-/// How a message ended on the client's side.
-#[derive(PartialEq)]
-enum Sent {
-    /// End of message sent and answered, or let go at MAIL FROM.
-    Answered,
-    /// The client stopped mid-message, as `Fate` said.
-    Stopped,
-}
-
-/// Send one message as far as `fate` says.
-async fn send(conn: &mut TestConnection, s: &Sample, fate: Fate, rng: &mut Rng, sh: &Shared) -> Result<Sent, String> {
-    let go_on = |st: Status| matches!(st, Status::Continue | Status::Noreply);
-    let st = conn.mail([s.sender, "SIZE=1000"]).await.map_err(|e| format!("mail: {e:?}"))?;
-    if st == Status::Accept {
-        bump(&sh.counts.let_go_at_mail);
-        return Ok(Sent::Answered);
-    }
-    if !go_on(st.clone()) {
-        return Err(format!("{}: MAIL answered {st:?}", s.name));
-    }
-    let st = conn.rcpt(["<alice@example.org>"]).await.map_err(|e| format!("rcpt: {e:?}"))?;
-    if !go_on(st.clone()) {
-        return Err(format!("{}: RCPT answered {st:?}", s.name));
-    }
-    let stop_at = if fate == Fate::Complete { usize::MAX } else { rng.below(s.headers.len() + 2) };
-    for (i, (n, v)) in s.headers.iter().enumerate() {
-        if i == stop_at {
-            return Ok(Sent::Stopped);
-        }
-        let (n, v) = (std::ffi::CString::new(n.clone()).unwrap(), std::ffi::CString::new(v.clone()).unwrap());
-        let st = conn.header(n, v).await.map_err(|e| format!("header: {e:?}"))?;
-        if !go_on(st.clone()) {
-            return Err(format!("{}: header answered {st:?}", s.name));
-        }
-    }
-    // A milter without an end-of-headers callback negotiates the stage away.
-    match conn.eoh().await {
-        Ok(_) | Err(TestError::MilterUsage) => {}
-        Err(e) => return Err(format!("eoh: {e:?}")),
-    }
-    // Body in MTA-sized chunks of varying length.
-    let mut rest = &s.body[..];
-    while !rest.is_empty() {
-        let n = rest.len().min(1 + rng.below(65_535));
-        let st = conn.body(rest[..n].to_vec()).await.map_err(|e| format!("body: {e:?}"))?;
-        if st == Status::Skip {
-            break;
-        }
-        if !go_on(st.clone()) {
-            return Err(format!("{}: body answered {st:?}", s.name));
-        }
-        rest = &rest[n..];
-    }
-    if fate != Fate::Complete {
-        return Ok(Sent::Stopped);
-    }
-    let (actions, st) = conn.eom().await.map_err(|e| format!("eom: {e:?}"))?;
-    if !matches!(st, Status::Continue | Status::Accept) {
-        sh.problem(&sh.counts.corrupted, format!("{}: end of message answered {st:?}", s.name));
-        return Ok(Sent::Answered);
-    }
-    judge(s, &actions, sh);
-    Ok(Sent::Answered)
-}
-
-/// Compare the milter's changes with what the engine decides in-process.
-fn judge(s: &Sample, actions: &EomActions, sh: &Shared) {
-    bump(&sh.counts.messages);
-    let changed = actions.actions.iter().any(|a| !matches!(a, EomAction::Progress));
-    match (&s.expected, changed) {
-        (_, false) if s.expected.is_some() => bump(&sh.counts.passed_instead),
-        (_, false) => bump(&sh.counts.unchanged),
-        (None, true) => sh.problem(&sh.counts.corrupted, format!("{}: not a bounce, yet changed: {:?}", s.name, actions.actions)),
-        (Some(expected), true) => {
-            let (m, out) = reassemble(s, actions);
-            let check = invariants::check_rewrite(&s.canonical, &m, &out).and_then(|()| {
-                if m.body == expected.body {
-                    Ok(())
-                } else {
-                    Err("body differs from the filter's rewrite of the same message".into())
-                }
-            });
-            match check {
-                Ok(()) => bump(&sh.counts.rewritten),
-                Err(e) => sh.problem(&sh.counts.corrupted, format!("{}: {e}", s.name)),
-            }
-        }
-    }
-}
-
-/// Apply the milter's actions as the MTA would; also express them as a `Modification`.
-fn reassemble(s: &Sample, actions: &EomActions) -> (Modification, Vec<u8>) {
-    let mut headers = s.headers.clone();
-    let mut edits = Vec::new();
-    let mut body: Option<Vec<u8>> = None;
-    let text = |c: &std::ffi::CStr| String::from_utf8_lossy(c.to_bytes()).into_owned();
-    let nth = |h: &[(Vec<u8>, Vec<u8>)], name: &[u8], index: i32| {
-        h.iter().enumerate().filter(|(_, (n, _))| n.eq_ignore_ascii_case(name)).nth((index - 1).max(0) as usize).map(|(i, _)| i)
-    };
-    for a in &actions.actions {
-        match a {
-            EomAction::AddHeader { name, value } => {
-                headers.push((name.to_bytes().to_vec(), value.to_bytes().to_vec()));
-                edits.push(HeaderEdit::Add { name: text(name), value: text(value) });
-            }
-            EomAction::InsertHeader { index, name, value } => {
-                let at = (*index).clamp(0, headers.len() as i32) as usize;
-                headers.insert(at, (name.to_bytes().to_vec(), value.to_bytes().to_vec()));
-                edits.push(HeaderEdit::Add { name: text(name), value: text(value) });
-            }
-            EomAction::ChangeHeader { name, index, value } => {
-                match nth(&headers, name.to_bytes(), *index) {
-                    Some(i) => headers[i].1 = value.to_bytes().to_vec(),
-                    None => headers.push((name.to_bytes().to_vec(), value.to_bytes().to_vec())),
-                }
-                edits.push(HeaderEdit::Set { name: text(name), value: text(value) });
-            }
-            EomAction::DeleteHeader { name, index } => {
-                if let Some(i) = nth(&headers, name.to_bytes(), *index) {
-                    headers.remove(i);
-                }
-                edits.push(HeaderEdit::Remove { name: text(name) });
-            }
-            EomAction::ReplaceBody { chunk } => body.get_or_insert_with(Vec::new).extend_from_slice(chunk),
-            other => edits.push(HeaderEdit::Add { name: format!("unexpected-action-{other:?}"), value: String::new() }),
-        }
-    }
-    let out = canonical(&headers, body.as_deref().unwrap_or(&s.body));
-    (Modification { header_edits: edits, body, summary: String::new() }, out)
-}
-
 /// One client: sessions of mixed fate until the deadline (or SIGTERM).
-async fn client(id: usize, sh: Arc<Shared>, deadline: Instant) {
+async fn client(id: usize, sh: Arc<Shared>, server: Arc<Server>) {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (id as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9));
-    while Instant::now() < deadline && !sh.terminating.load(Ordering::Relaxed) {
-        let term_before = sh.terminating.load(Ordering::Relaxed);
-        let conn = TestConnection::configure()
-            .read_timeout(ANSWER_TIMEOUT)
-            .write_timeout(ANSWER_TIMEOUT)
-            .open_tcp(sh.addr.as_str())
-            .await;
-        let mut conn = match conn {
+    while !sh.terminating.load(Ordering::Relaxed) {
+        let mut conn = match server.connect().await {
             Ok(c) => c,
             Err(e) => {
                 if sh.terminating.load(Ordering::Relaxed) {
                     bump(&sh.counts.after_term);
                 } else {
-                    sh.problem(&sh.counts.lost, format!("connect: {e:?}"));
+                    sh.problem(&sh.counts.lost, e);
                 }
                 continue;
             }
@@ -345,8 +147,14 @@ async fn client(id: usize, sh: Arc<Shared>, deadline: Instant) {
                 75..=89 if m + 1 == messages => Fate::Drop,
                 _ => Fate::Complete,
             };
-            match send(&mut conn, s, fate, &mut rng, &sh).await {
-                Ok(Sent::Answered) => {}
+            match send(&mut conn, s, fate, &mut |n| rng.below(n)).await {
+                Ok(Sent::LetGo) => bump(&sh.counts.let_go_at_mail),
+                Ok(Sent::Answered(actions, _)) => match milter_client::judge(s, &actions) {
+                    Verdict::Rewritten => bump(&sh.counts.rewritten),
+                    Verdict::Unchanged => bump(&sh.counts.unchanged),
+                    Verdict::PassedInstead => bump(&sh.counts.passed_instead),
+                    Verdict::Corrupted(e) => sh.problem(&sh.counts.corrupted, e),
+                },
                 Ok(Sent::Stopped) if fate == Fate::Abort => {
                     bump(&sh.counts.aborted);
                     alive = conn.abort().await.is_ok();
@@ -356,13 +164,12 @@ async fn client(id: usize, sh: Arc<Shared>, deadline: Instant) {
                     alive = false;
                 }
                 Err(e) => {
-                    if sh.terminating.load(Ordering::Relaxed) || term_before {
+                    if sh.terminating.load(Ordering::Relaxed) {
                         bump(&sh.counts.after_term);
                     } else {
                         sh.problem(&sh.counts.lost, e);
                     }
                     alive = false;
-                    break;
                 }
             }
             if !alive {
@@ -379,34 +186,6 @@ fn vm_rss_kb(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
-}
-
-fn signal(child: &Child, sig: &str) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status();
-}
-
-fn config_text(port: u16, log_level: &str) -> String {
-    format!(
-        "socket = \"inet:{port}@127.0.0.1\"\nmax_connections = 512\nmax_body = {MAX_BODY}\n\
-         timeout_ms = 10000\nlog_level = \"{log_level}\"\n"
-    )
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
-}
-
-async fn wait_for_port(addr: &str, child: &mut Child) -> Result<(), String> {
-    for _ in 0..200 {
-        if let Ok(Some(st)) = child.try_wait() {
-            return Err(format!("server exited at start: {st}"));
-        }
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Err("server did not listen within 20 s".into())
 }
 
 /// Memory is flat when the last quarter's peak is not far above the second quarter's.
@@ -436,67 +215,39 @@ async fn main() -> ExitCode {
     }
 }
 
+fn config_text(port: u16, timeout_ms: u64) -> String {
+    format!(
+        "socket = \"inet:{port}@127.0.0.1\"\nmax_connections = 512\nmax_body = {MAX_BODY}\n\
+         timeout_ms = {timeout_ms}\nlog_level = \"info\"\n"
+    )
+}
+
 async fn run() -> Result<(), String> {
     let o = opts()?;
-    let dir = std::env::temp_dir().join(format!("plainbounce-soak-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let port = free_port();
-    let config_path = dir.join("plainbounce.toml");
-    let write_config = |text: &str| std::fs::write(&config_path, text).map_err(|e| e.to_string());
-    write_config(&config_text(port, "warn"))?;
-    let config = Config::load(&config_path).map_err(|e| format!("{e:#}"))?;
+    let server = Server::start(&o.binary, "soak", |port| config_text(port, 10_000))?;
+    let config = Config::load(&server.config_path()).map_err(|e| format!("{e:#}"))?;
     let engine = Engine::new(config).map_err(|e| format!("{e:#}"))?;
     let samples = samples(&engine);
     let bounces = samples.iter().filter(|s| s.expected.is_some()).count();
     println!("soak: {} messages ({bounces} to be rewritten), {} sessions for {} s", samples.len(), o.sessions, o.seconds);
-
-    let log_path = dir.join("server.log");
-    let log = std::fs::File::create(&log_path).map_err(|e| e.to_string())?;
-    let mut child = Command::new(&o.binary)
-        .args(["serve", "--config"])
-        .arg(&config_path)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().map_err(|e| e.to_string())?)
-        .stderr(log)
-        .spawn()
-        .map_err(|e| format!("cannot start {}: {e}", o.binary.display()))?;
-    let pid = child.id();
-    let addr = format!("127.0.0.1:{port}");
-    let result = drive(&o, &mut child, &addr, samples, &write_config, port, pid).await;
-    if child.try_wait().ok().flatten().is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    let log_text = std::fs::read_to_string(&log_path).unwrap_or_default();
-    let tail: Vec<&str> = log_text.lines().rev().take(15).collect();
+    let server = Arc::new(server);
+    let result = drive(&o, server.clone(), samples).await;
     if result.is_err() {
-        eprintln!("soak: server log ({}), last lines:\n{}", log_path.display(), tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+        let log = server.log();
+        let tail: Vec<&str> = log.lines().rev().take(15).collect();
+        eprintln!("soak: server log ({}), last lines:\n{}", server.dir.display(), tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
     } else {
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&server.dir);
     }
     result
 }
 
-async fn drive(
-    o: &Opts,
-    child: &mut Child,
-    addr: &str,
-    samples: Vec<Sample>,
-    write_config: &dyn Fn(&str) -> Result<(), String>,
-    port: u16,
-    pid: u32,
-) -> Result<(), String> {
-    wait_for_port(addr, child).await?;
-    let sh = Arc::new(Shared {
-        addr: addr.to_string(),
-        samples,
-        counts: Counts::default(),
-        terminating: AtomicBool::new(false),
-        problems: Default::default(),
-    });
+async fn drive(o: &Opts, server: Arc<Server>, samples: Vec<Sample>) -> Result<(), String> {
+    let sh = Arc::new(Shared { samples, counts: Counts::default(), terminating: AtomicBool::new(false), problems: Default::default() });
+    let pid = server.pid;
     let start = Instant::now();
     let deadline = start + Duration::from_secs(o.seconds);
-    let clients: Vec<_> = (0..o.sessions).map(|i| tokio::spawn(client(i, sh.clone(), deadline + Duration::from_secs(3600)))).collect();
+    let clients: Vec<_> = (0..o.sessions).map(|i| tokio::spawn(client(i, sh.clone(), server.clone()))).collect();
 
     // Sample memory twice a second; reload at 1/3 (good), 1/2 (broken), 2/3 (good again).
     let mut rss = Vec::new();
@@ -504,29 +255,37 @@ async fn drive(
     let mut done_reloads = Vec::new();
     while Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        if let Ok(Some(st)) = child.try_wait() {
+        if let Some(st) = server.exited() {
             return Err(format!("server died during load: {st}"));
         }
         rss.extend(vm_rss_kb(pid));
         let elapsed = start.elapsed().as_secs_f64() / o.seconds as f64;
         if let Some(&(at, what)) = schedule.get(done_reloads.len()) {
             if elapsed >= at {
-                write_config(&match what {
+                let text = match what {
                     "broken" => "socket = [this is not a configuration\n".to_string(),
-                    "good" => config_text(port, "error"),
-                    _ => config_text(port, "warn"),
-                })?;
-                signal(child, "HUP");
+                    "good" => config_text(server.port, 9_000),
+                    _ => config_text(server.port, 10_000),
+                };
+                std::fs::write(server.config_path(), text).map_err(|e| e.to_string())?;
+                let before = reload_lines(&server.log());
+                server.signal("HUP");
                 done_reloads.push(what);
+                // Let this reload finish (the load goes on) before the file changes again.
+                let waited = Instant::now();
+                while reload_lines(&server.log()) == before && waited.elapsed() < Duration::from_secs(60) {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    rss.extend(vm_rss_kb(pid));
+                }
             }
         }
     }
-    // SIGTERM while the clients are still sending: sessions in flight must finish.
+    // SIGTERM while the clients are still sending: messages in flight must finish.
     sh.terminating.store(true, Ordering::SeqCst);
     let term_at = Instant::now();
-    signal(child, "TERM");
+    server.signal("TERM");
     let exit = loop {
-        if let Ok(Some(st)) = child.try_wait() {
+        if let Some(st) = server.exited() {
             break st;
         }
         if term_at.elapsed() > Duration::from_secs(45) {
@@ -538,14 +297,24 @@ async fn drive(
     for c in clients {
         let _ = tokio::time::timeout(Duration::from_secs(60), c).await;
     }
+    // What the server said about the reloads (serve.rs logs both at info and error).
+    report(o, &sh, &rss, (&done_reloads, reload_lines(&server.log())), drained_in, exit.success())
+}
 
+/// Reloads the server logged as (accepted, refused); serve.rs writes one line for each.
+fn reload_lines(log: &str) -> (usize, usize) {
+    (log.matches("configuration reloaded").count(), log.matches("reload refused").count())
+}
+
+fn report(o: &Opts, sh: &Shared, rss: &[u64], reloads: (&[&str], (usize, usize)), drained_in: Duration, exit: bool) -> Result<(), String> {
+    let (reloads, (accepted, refused)) = reloads;
     let c = &sh.counts;
     let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
     println!(
         "soak: {} s, {} sessions, {} messages answered at end of message ({} rewritten, {} unchanged, {} passed unchanged instead of rewritten), {} let go at MAIL FROM, {} aborted, {} dropped connections, {} cut by SIGTERM",
         o.seconds,
         n(&c.sessions),
-        n(&c.messages),
+        n(&c.rewritten) + n(&c.unchanged) + n(&c.passed_instead) + n(&c.corrupted),
         n(&c.rewritten),
         n(&c.unchanged),
         n(&c.passed_instead),
@@ -554,8 +323,8 @@ async fn drive(
         n(&c.dropped),
         n(&c.after_term),
     );
-    println!("soak: reloads sent: {done_reloads:?}; SIGTERM: exit {exit} after {:.1} s", drained_in.as_secs_f64());
-    let mem = memory_flat(&rss);
+    println!("soak: reloads sent: {reloads:?} (server log: {accepted} accepted, {refused} refused); SIGTERM: stopped after {:.1} s, clean exit: {exit}", drained_in.as_secs_f64());
+    let mem = memory_flat(rss);
     println!("soak: {}", mem.as_ref().unwrap_or_else(|e| e));
     println!("soak: lost {}, corrupted {}", n(&c.lost), n(&c.corrupted));
     for p in sh.problems.lock().unwrap().iter() {
@@ -565,14 +334,14 @@ async fn drive(
     if n(&c.lost) > 0 || n(&c.corrupted) > 0 {
         failures.push(format!("{} lost, {} corrupted", n(&c.lost), n(&c.corrupted)));
     }
-    if n(&c.messages) == 0 {
-        failures.push("no message was answered".into());
+    if n(&c.rewritten) == 0 {
+        failures.push("no message was rewritten".into());
     }
-    if done_reloads.len() != 3 {
-        failures.push(format!("only {} reloads sent (run longer)", done_reloads.len()));
+    if reloads.len() != 3 || accepted != 2 || refused != 1 {
+        failures.push(format!("reloads: {} sent, {accepted} accepted (want 2), {refused} refused (want 1)", reloads.len()));
     }
-    if !exit.success() {
-        failures.push(format!("server exit {exit} after SIGTERM"));
+    if !exit {
+        failures.push("server did not exit cleanly after SIGTERM".into());
     }
     if let Err(e) = mem {
         failures.push(e);

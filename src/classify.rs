@@ -59,10 +59,11 @@ pub fn explain_text<'k>(kb: &'k KnowledgeBase, text: &str) -> Explanation<'k> {
     decide(kb, Facts { reply_code: found.reply_code, status: found.status, text, action: None, command: found.command, format: None })
 }
 
-/// Explain a reply known to answer `command` ("RCPT", "MAIL", ...).
-pub fn explain_reply_to<'k>(kb: &'k KnowledgeBase, text: &str, command: &str) -> Explanation<'k> {
+/// Explain a reply known to answer `command` ("RCPT", "MAIL", ...), sent by a system of
+/// the given `format` (e.g. "smtpd": a server's reply to a mail client).
+pub fn explain_reply_to<'k>(kb: &'k KnowledgeBase, text: &str, command: &str, format: Option<&str>) -> Explanation<'k> {
     let found = codes::query_for_text(text);
-    decide(kb, Facts { reply_code: found.reply_code, status: found.status, text, action: None, command: Some(command), format: None })
+    decide(kb, Facts { reply_code: found.reply_code, status: found.status, text, action: None, command: Some(command), format })
 }
 
 /// Explain one recipient of a report: feedback reports, auto-replies and success

@@ -317,3 +317,12 @@ fn control_characters_in_every_dsn_field() {
     let arf = String::from_utf8(arf_report()).unwrap().replace("Version: 1", "Version: 1\nReporting-MTA: dns; mx.\0isp.example");
     parse_clean(arf.as_bytes());
 }
+
+#[test]
+fn mail_parser_debug_assertion_is_contained() {
+    // Found by the parse fuzz target: mail-parser 0.11 reaches a debug_assert! ("Invalid
+    // part ID") on this input. Release builds skip it; in debug builds dsn::parse must
+    // contain the panic and say it could not read the message.
+    let raw = include_bytes!("../fuzz/seeds/mail-parser-debug-assert.eml");
+    parse_clean(raw);
+}

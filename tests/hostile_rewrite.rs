@@ -240,3 +240,15 @@ fn only_delivered_recipients_is_not_a_failure() {
     let raw = Dsn::new("250 2.0.0 OK").build();
     assert!(matches!(ENGINE.process_bounce(&raw, &bounce(vec![f]), &Options::default()), Outcome::Pass(_)));
 }
+
+#[test]
+fn duplicate_content_type_headers() {
+    // Found by the rewrite fuzz target: a wrapped bounce whose second Content-Type stayed,
+    // so readers that take the last one saw the new MIME body as plain text.
+    let raw = b"Return-Path: <>\nFrom: MAILER-DAEMON@mx.example.org\nTo: alice@example.org\n\
+        MIME-Version: 1.0\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"nowhere\"\n\
+        Subject: failure notice\nContent-Transfer-Encoding: 8bit\nContent-Type: text/plain; charset=utf-8\n\
+        Content-Transfer-Encoding: 7bit\n\n\
+        Hi. This is the qmail-send program at mx.example.org.\n<bob@remote.example>:\n550 5.1.1 no mailbox here\n";
+    rewrite(raw, &bounce(vec![facts("bob@remote.example", "5.1.1", "550 5.1.1 no mailbox here")]));
+}

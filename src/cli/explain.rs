@@ -20,6 +20,10 @@ pub struct Args {
     /// Language of the texts (en, de, fr, es).
     #[arg(long, default_value = "en")]
     lang: String,
+    /// Explain the text as a server's own reply to the client sending through it (at RCPT
+    /// TO), as the Postfix reply footers do: "Relay access denied" then means "log in".
+    #[arg(long)]
+    smtpd: bool,
     /// Extra knowledge-base files that extend or override the built-in one.
     #[arg(long = "kb", value_name = "FILE")]
     kb_files: Vec<PathBuf>,
@@ -37,7 +41,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
         bail!("give a reply text to explain, or --file PATH");
     }
     let text = args.text.join(" ");
-    let e = classify::explain_text(&kb, &text);
+    let e = if args.smtpd {
+        classify::explain_reply_to(&kb, &text, "RCPT", Some(plainbounce::footer::SMTPD_CONTEXT))
+    } else {
+        classify::explain_text(&kb, &text)
+    };
     if args.json {
         let mut obj = explanation_json(&e, &args.lang);
         obj.insert("input".into(), json!(text));

@@ -46,6 +46,7 @@ pub(crate) struct Headers {
     pub precedence: Option<String>,
     pub autoreply: bool,
     pub apple_action: Option<String>,
+    pub apple_unsubscribe: bool,
 }
 
 /// Parse a message; `None` when it has no header at all.
@@ -201,6 +202,7 @@ fn headers(msg: &Message) -> Headers {
                 h.precedence.get_or_insert(value.to_ascii_lowercase());
             }
             "x-autoreply" | "x-autorespond" | "x-autoresponder" => h.autoreply = true,
+            "x-apple-unsubscribe" => h.apple_unsubscribe = value.eq_ignore_ascii_case("true"),
             "x-apple-action" => {
                 h.apple_action.get_or_insert(value.to_ascii_lowercase());
             }

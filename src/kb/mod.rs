@@ -143,12 +143,18 @@ impl KnowledgeBase {
     }
 
     /// The rules whose `examples` do not match the rule itself, as "rule: example" lines.
+    /// An example is a reply in the rule's own context: its first command and format.
     pub fn failing_examples(&self) -> Vec<String> {
         let mut bad = Vec::new();
         for r in &self.rules {
             for ex in &r.examples {
-                let q = crate::codes::query_for_text(ex);
-                let got = self.lookup(&q.as_query(ex)).map(|m| m.rule.id.as_str());
+                let found = crate::codes::query_for_text(ex);
+                let mut q = found.as_query(ex);
+                if let Some(c) = r.commands.first() {
+                    q.command = (c != "NONE").then_some(c.as_str());
+                }
+                q.format = r.formats.first().map(String::as_str).or(q.format);
+                let got = self.lookup(&q).map(|m| m.rule.id.as_str());
                 if got != Some(r.id.as_str()) {
                     bad.push(format!("{}: {ex:?} matched {:?}", r.id, got));
                 }

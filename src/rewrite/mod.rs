@@ -117,7 +117,11 @@ fn wrap(head: &Head, alt: &[u8], alt_boundary: &str) -> (Vec<HeaderEdit>, Vec<u8
     out.extend_from_slice(body);
     out.extend_from_slice(format!("{eol}--{mix}--{eol}").as_bytes());
 
-    let mut edits = vec![HeaderEdit::Set { name: "Content-Type".into(), value: format!("multipart/mixed; boundary=\"{mix}\"") }];
+    // Remove before setting: a duplicate field left behind is what some readers would use.
+    let mut edits = vec![
+        HeaderEdit::Remove { name: "Content-Type".into() },
+        HeaderEdit::Set { name: "Content-Type".into(), value: format!("multipart/mixed; boundary=\"{mix}\"") },
+    ];
     if !head.has("MIME-Version") {
         edits.push(HeaderEdit::Set { name: "MIME-Version".into(), value: "1.0".into() });
     }
@@ -129,7 +133,10 @@ fn wrap(head: &Head, alt: &[u8], alt_boundary: &str) -> (Vec<HeaderEdit>, Vec<u8
         _ => None,
     };
     match top_cte {
-        Some(c) => edits.push(HeaderEdit::Set { name: "Content-Transfer-Encoding".into(), value: c.into() }),
+        Some(c) => {
+            edits.push(HeaderEdit::Remove { name: "Content-Transfer-Encoding".into() });
+            edits.push(HeaderEdit::Set { name: "Content-Transfer-Encoding".into(), value: c.into() });
+        }
         None if old_cte.is_some() => edits.push(HeaderEdit::Remove { name: "Content-Transfer-Encoding".into() }),
         None => {}
     }
