@@ -94,8 +94,10 @@ async fn relay_denied_gets_the_relay_footer() {
     let reply = c.lookup(&format!("footer {RELAY_DENIED}")).await;
     assert_eq!(reply, expected_ok(&server.footers, RELAY_DENIED, "en"));
     // What the client will see: the reply, then the relay cause's headline and remedy.
-    let e = classify::explain_text(server.footers.kb(), RELAY_DENIED);
+    // Explained as the footers explain it: Postfix's own reply to the sending client.
+    let e = classify::explain_reply_to(server.footers.kb(), RELAY_DENIED, "RCPT", Some(plainbounce::footer::SMTPD_CONTEXT));
     assert_eq!(e.cause.reason, "norelaying");
+    assert!(e.cause.en.title.contains("log in"), "{}", e.cause.en.title);
     let lines = postfix_expand(RELAY_DENIED, reply.strip_prefix("OK ").unwrap());
     assert!(lines[0].starts_with(RELAY_DENIED));
     let seen = lines.iter().map(|l| l.get(10..).unwrap_or("")).collect::<Vec<_>>().join(" ");
