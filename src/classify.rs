@@ -48,21 +48,36 @@ impl Explanation<'_> {
     }
 }
 
+/// Replies worth classifying are short (RFC 5321 reply lines are at most 512 octets); a
+/// hostile megabyte of diagnostic cost seconds of pattern matching, so only its start is read.
+pub const MAX_CLASSIFIED: usize = 4096;
+
+/// The first `MAX_CLASSIFIED` bytes of `text`, cut at a character boundary.
+fn head(text: &str) -> &str {
+    let mut end = text.len().min(MAX_CLASSIFIED);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// Explain a bare reply or diagnostic text ("553 sorry, relaying denied ...").
 pub fn explain_text<'k>(kb: &'k KnowledgeBase, text: &str) -> Explanation<'k> {
+    let text = head(text);
     let found = codes::query_for_text(text);
     decide(kb, Facts { reply_code: found.reply_code, status: found.status, text, action: None, command: found.command })
 }
 
 /// Explain a reply known to answer `command` ("RCPT", "MAIL", ...).
 pub fn explain_reply_to<'k>(kb: &'k KnowledgeBase, text: &str, command: &str) -> Explanation<'k> {
+    let text = head(text);
     let found = codes::query_for_text(text);
     decide(kb, Facts { reply_code: found.reply_code, status: found.status, text, action: None, command: Some(command) })
 }
 
 /// Explain one recipient of a parsed bounce.
 pub fn classify<'k>(kb: &'k KnowledgeBase, facts: &RecipientFacts) -> Explanation<'k> {
-    let text = facts.diagnostic.as_deref().unwrap_or("");
+    let text = head(facts.diagnostic.as_deref().unwrap_or(""));
     let found = codes::query_for_text(text);
     let reply_code = facts.reply_code.or(found.reply_code);
     // The remote server's own enhanced code is more telling than a relaying MTA's
