@@ -59,6 +59,23 @@ fn samples() -> Vec<(&'static str, Vec<u8>)> {
         .collect()
 }
 
+/// Every message of the corpus (bounces and not), for the corpus-wide benchmarks.
+fn corpus() -> Vec<Vec<u8>> {
+    let mut files = Vec::new();
+    let mut dirs = vec![corpus_dir().join("emails")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("corpus directory").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(std::fs::read(&path).expect("corpus file"));
+            }
+        }
+    }
+    files
+}
+
 fn recipients(raw: &[u8]) -> Vec<RecipientFacts> {
     match dsn::parse(raw) {
         Detection::Bounce(b) => b.recipients,
@@ -72,6 +89,9 @@ fn bench_parse(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(raw.len() as u64));
         g.bench_function(name, |b| b.iter(|| dsn::parse(black_box(&raw))));
     }
+    let all = corpus();
+    g.throughput(Throughput::Elements(all.len() as u64));
+    g.bench_function("whole-corpus", |b| b.iter(|| all.iter().map(|raw| dsn::parse(black_box(raw))).count()));
     g.finish();
 }
 
@@ -87,6 +107,12 @@ fn bench_classify(c: &mut Criterion) {
             b.iter(|| facts.iter().map(|f| classify::classify(&kb, black_box(f)).permanent).count())
         });
     }
+    // Many different texts, as in real traffic: one text repeated keeps the regex
+    // engines' lazy caches warm and flatters them.
+    let all: Vec<RecipientFacts> = corpus().iter().flat_map(|raw| recipients(raw)).collect();
+    g.throughput(Throughput::Elements(all.len() as u64));
+    g.bench_function("whole-corpus", |b| b.iter(|| all.iter().map(|f| classify::classify(&kb, black_box(f)).permanent).count()));
+    g.throughput(Throughput::Elements(REPLIES.len() as u64));
     g.bench_function("reply-texts", |b| {
         b.iter(|| REPLIES.iter().map(|t| classify::explain_text(&kb, black_box(t)).permanent).count())
     });

@@ -51,8 +51,12 @@ fn main() -> Result<()> {
              How to read it: a reference recipient is *found* when a reported recipient has the same\n\
              address (case-insensitive); a reference that names no recipient (null, or the reference\n\
              tool's `.invalid` placeholder) counts as found when any recipient was reported. *Status*\n\
-             is compared exactly, except for the reference tool's pseudo-codes X.0.9NN (not RFC 3463\n\
-             codes), where only the class (2/4/5) can agree. *Reason* is the knowledge base's cause\n\
+             is the enhanced status code the explanation rests on (the remote server's own code in the\n\
+             diagnostic, else the report's Status field), compared exactly, except for the reference\n\
+             tool's pseudo-codes X.0.9NN (not RFC 3463 codes), where only the class (2/4/5) can agree:\n\
+             the class of that status, else of the reply code, else of the action (failed, delayed,\n\
+             delivered). An mbox file holding several messages is read message by message and its\n\
+             recipients counted together, as the labels do. *Reason* is the knowledge base's cause\n\
              for the recipient (feedback reports, auto-replies and success reports map to the causes\n\
              `feedback-report`, `auto-reply` and `delivered`, or to `undefined` while the knowledge base\n\
              lacks them). *Non-generic* means a rule matched rather than the generic fallback.\n\n",

@@ -1,8 +1,8 @@
 //! Per-recipient facts + knowledge base → an explanation.
 
 use crate::codes;
-use crate::dsn::RecipientFacts;
-use crate::kb::{Cause, Evidence, KnowledgeBase, Query, Rule};
+use crate::dsn::{Bounce, RecipientFacts, ReportKind};
+use crate::kb::{Cause, Evidence, KnowledgeBase, Match, Query, Rule};
 
 /// Rule name reported when no rule matched and a generic cause was used.
 pub const GENERIC: &str = "generic";
@@ -18,6 +18,8 @@ pub struct Explanation<'k> {
     pub permanent: bool,
     /// When the server gave up after retrying (`expired`), what kept failing meanwhile.
     pub underlying: Option<Underlying<'k>>,
+    /// Decided by the kind of report (feedback, auto-reply, success), not by a rule.
+    pub by_kind: bool,
 }
 
 /// The cause behind an expiry: the last temporary failure before the server gave up.
@@ -31,6 +33,9 @@ impl Explanation<'_> {
     /// The matched rule's id ("expired+RULE" for an expiry with a known underlying
     /// cause), or "generic".
     pub fn matched(&self) -> String {
+        if self.by_kind {
+            return format!("kind:{}", self.cause.id);
+        }
         match (self.rule, self.underlying) {
             (Some(r), _) => r.id.clone(),
             (None, Some(u)) => format!("expired+{}", u.rule.id),
@@ -40,7 +45,7 @@ impl Explanation<'_> {
 
     /// True when no rule decided (the generic fallback was used).
     pub fn is_generic(&self) -> bool {
-        self.rule.is_none() && self.underlying.is_none()
+        self.rule.is_none() && self.underlying.is_none() && !self.by_kind
     }
 
     pub fn evidence(&self) -> Option<Evidence> {
@@ -65,18 +70,49 @@ fn head(text: &str) -> &str {
 pub fn explain_text<'k>(kb: &'k KnowledgeBase, text: &str) -> Explanation<'k> {
     let text = head(text);
     let found = codes::query_for_text(text);
-    decide(kb, Facts { reply_code: found.reply_code, status: found.status, text, action: None, command: found.command })
+    decide(kb, Facts { reply_code: found.reply_code, status: found.status, text, action: None, command: found.command, format: None })
 }
 
-/// Explain a reply known to answer `command` ("RCPT", "MAIL", ...).
-pub fn explain_reply_to<'k>(kb: &'k KnowledgeBase, text: &str, command: &str) -> Explanation<'k> {
+/// Explain a reply known to answer `command` ("RCPT", "MAIL", ...), sent by a system of
+/// the given `format` (e.g. "smtpd": a server's reply to a mail client).
+pub fn explain_reply_to<'k>(kb: &'k KnowledgeBase, text: &str, command: &str, format: Option<&str>) -> Explanation<'k> {
     let text = head(text);
     let found = codes::query_for_text(text);
-    decide(kb, Facts { reply_code: found.reply_code, status: found.status, text, action: None, command: Some(command) })
+    decide(kb, Facts { reply_code: found.reply_code, status: found.status, text, action: None, command: Some(command), format })
+}
+
+/// Explain one recipient of a report: feedback reports, auto-replies and success
+/// notices get their own causes ("feedback-report", "auto-reply", "delivered"); failures
+/// are classified by the rules, including those tied to the report's format.
+pub fn classify_in<'k>(kb: &'k KnowledgeBase, report: &Bounce, facts: &RecipientFacts) -> Explanation<'k> {
+    let special = match report.kind {
+        ReportKind::Feedback => Some("feedback-report"),
+        ReportKind::AutoReply => Some("auto-reply"),
+        ReportKind::Delivery if facts.action.as_deref().is_some_and(|a| a.eq_ignore_ascii_case("delivered")) => Some("delivered"),
+        ReportKind::Delivery => None,
+    };
+    match special.and_then(|id| kb.cause(id)) {
+        Some(cause) => Explanation {
+            cause,
+            rule: None,
+            reply_code: facts.reply_code,
+            status: facts.status.clone(),
+            permanent: cause.permanent,
+            underlying: None,
+            by_kind: true,
+        },
+        None => classify_reported(kb, Some(report.format), facts),
+    }
 }
 
 /// Explain one recipient of a parsed bounce.
 pub fn classify<'k>(kb: &'k KnowledgeBase, facts: &RecipientFacts) -> Explanation<'k> {
+    classify_reported(kb, None, facts)
+}
+
+/// Explain one recipient of a bounce of the given format (as `dsn` names it), so that
+/// rules tied to the reporting system can apply.
+pub fn classify_reported<'k>(kb: &'k KnowledgeBase, format: Option<&str>, facts: &RecipientFacts) -> Explanation<'k> {
     let text = head(facts.diagnostic.as_deref().unwrap_or(""));
     let found = codes::query_for_text(text);
     let reply_code = facts.reply_code.or(found.reply_code);
@@ -89,7 +125,7 @@ pub fn classify<'k>(kb: &'k KnowledgeBase, facts: &RecipientFacts) -> Explanatio
     };
     let command = facts.command.as_deref().map(str::to_ascii_uppercase).or_else(|| found.command.map(String::from));
     let action = facts.action.as_deref();
-    decide(kb, Facts { reply_code, status, text, action, command: command.as_deref() })
+    decide(kb, Facts { reply_code, status, text, action, command: command.as_deref(), format })
 }
 
 /// What `decide` works from.
@@ -99,22 +135,17 @@ struct Facts<'a> {
     text: &'a str,
     action: Option<&'a str>,
     command: Option<&'a str>,
+    format: Option<&'a str>,
 }
 
 fn decide<'k>(kb: &'k KnowledgeBase, f: Facts) -> Explanation<'k> {
-    let q = Query { reply_code: f.reply_code, status: f.status.as_deref(), text: f.text, command: f.command };
-    let temporary_class = permanence(f.reply_code, f.status.as_deref(), None) == Some(false);
+    let q = Query { reply_code: f.reply_code, status: f.status.as_deref(), text: f.text, command: f.command, format: f.format };
     let found = kb.lookup(&q);
-    // A report that says "failed" about a temporary error means the server retried
-    // until its queue lifetime ran out. Unless the reply says more than its codes, that
-    // expiry is the news; keep what kept failing.
-    // Being unreachable for the whole queue lifetime is what the expiry is about too.
-    let weak = found.is_none_or(|m| m.rule.evidence() < Evidence::StatusCode || m.cause.id == "network-error");
-    if temporary_class && weak && f.action.is_some_and(|a| a.eq_ignore_ascii_case("failed")) {
+    if gave_up(&f, found) {
         if let Some(expired) = kb.cause("expired") {
             let underlying = found.filter(|m| m.cause.id != expired.id).map(|m| Underlying { cause: m.cause, rule: m.rule });
             let rule = if underlying.is_none() { found.map(|m| m.rule) } else { None };
-            return Explanation { cause: expired, rule, reply_code: f.reply_code, status: f.status, permanent: true, underlying };
+            return Explanation { cause: expired, rule, reply_code: f.reply_code, status: f.status, permanent: true, underlying, by_kind: false };
         }
     }
     let class_permanent = permanence(f.reply_code, f.status.as_deref(), f.action);
@@ -126,7 +157,22 @@ fn decide<'k>(kb: &'k KnowledgeBase, f: Facts) -> Explanation<'k> {
         }
     };
     let permanent = class_permanent.unwrap_or(cause.permanent);
-    Explanation { cause, rule, reply_code: f.reply_code, status: f.status, permanent, underlying: None }
+    Explanation { cause, rule, reply_code: f.reply_code, status: f.status, permanent, underlying: None, by_kind: false }
+}
+
+/// Did the server give up after retrying? A report that says "failed" about a temporary
+/// error means it retried until its queue lifetime ran out: unless the reply says more
+/// than its codes, that expiry is the news. The same for a server that could not be
+/// reached at all (no reply, so no codes) the whole time.
+fn gave_up(f: &Facts, found: Option<Match>) -> bool {
+    if !f.action.is_some_and(|a| a.eq_ignore_ascii_case("failed")) {
+        return false;
+    }
+    match permanence(f.reply_code, f.status.as_deref(), None) {
+        Some(true) => false,
+        Some(false) => found.is_none_or(|m| m.rule.evidence() < Evidence::StatusCode || m.cause.id == "network-error"),
+        None => found.is_some_and(|m| m.cause.id == "network-error"),
+    }
 }
 
 /// Permanent (5xx), temporary (4xx, or a `delayed` report), or unknown.

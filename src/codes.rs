@@ -20,7 +20,7 @@ pub struct FoundCodes {
 
 impl FoundCodes {
     pub fn as_query<'a>(&'a self, text: &'a str) -> crate::kb::Query<'a> {
-        crate::kb::Query { reply_code: self.reply_code, status: self.status.as_deref(), text, command: self.command }
+        crate::kb::Query { reply_code: self.reply_code, status: self.status.as_deref(), text, command: self.command, format: None }
     }
 }
 
@@ -32,9 +32,14 @@ pub fn reply_code(text: &str) -> Option<u16> {
     REPLY.captures(text).or_else(|| LEADING.captures(text)).and_then(|c| c[1].parse().ok())
 }
 
-/// First enhanced status code (class.subject.detail) in `text`.
+static REPLY_THEN_STATUS: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"\b[245][0-9][0-9][\s-]+['\x22]?([245])\.(\d{1,3})\.(\d{1,3})\b").unwrap());
+
+/// The enhanced status code in `text`: the first one that follows a reply code ("550
+/// 5.7.1", the remote server's own, even when a relay's summary comes first), else the
+/// first one.
 pub fn status(text: &str) -> Option<String> {
-    STATUS.captures(text).map(|c| format!("{}.{}.{}", &c[1], &c[2], &c[3]))
+    REPLY_THEN_STATUS.captures(text).or_else(|| STATUS.captures(text)).map(|c| format!("{}.{}.{}", &c[1], &c[2], &c[3]))
 }
 
 /// Codes found in a free text such as "550 5.1.1 <x@y>: User unknown".
@@ -72,6 +77,7 @@ mod tests {
         assert_eq!(status("#5.1.1 SMTP; 550"), Some("5.1.1".into()));
         assert_eq!(status("version 10.5.1.2 build"), None);
         assert_eq!(status("Status: 4.7.27."), Some("4.7.27".into()));
+        assert_eq!(status("5.1.0 - Unknown address error 550-'5.7.1 <a@b>... Access denied'"), Some("5.7.1".into()));
         assert_eq!(query_for_text("550 5.1.1 <bob@example.org>: User unknown").command, Some("RCPT"));
         assert_eq!(query_for_text("550 : User unknown").command, None);
     }

@@ -148,7 +148,7 @@ impl Engine {
             return Outcome::Pass(format!("{to} looks like an automated bounce handler"));
         }
         let lang = self.policies.language(dp, &bounce.original, opts.lang);
-        let explained: Vec<(&RecipientFacts, Explanation)> = failing.iter().map(|r| (*r, classify::classify(&self.kb, r))).collect();
+        let explained: Vec<(&RecipientFacts, Explanation)> = failing.iter().map(|r| (*r, classify::classify_in(&self.kb, &bounce, r))).collect();
         let mut reasons: Vec<&str> = Vec::new();
         for (_, e) in &explained {
             if !reasons.contains(&e.cause.reason.as_str()) {
@@ -310,9 +310,12 @@ fn recipient_view(f: &RecipientFacts, e: &Explanation, lang: &str, string: &impl
     let address = sanitize::opt(f.address.as_deref());
     let remote_mta = sanitize::opt(f.remote_mta.as_deref());
     let reason = e.cause.reason.clone();
+    // Without a remote server or a reply, only an unexplained failure suggests the server
+    // was never reached: a known cause (a full mailbox, a failed delivery program) says
+    // where it failed.
     let unreachable = !delayed
         && (matches!(reason.as_str(), "hostunknown" | "networkerror" | "expired" | "notaccept")
-            || (remote_mta.is_none() && e.reply_code.is_none()));
+            || (remote_mta.is_none() && e.reply_code.is_none() && e.is_generic()));
     let will_retry_until = sanitize::opt(f.will_retry_until.as_deref());
     let domain = address.as_deref().and_then(|a| a.rsplit_once('@')).map(|(_, d)| d.to_string());
     RecipientView {

@@ -104,8 +104,9 @@ impl Footers {
     /// base has nothing specific to say about it.
     pub fn footer_for_reply(&self, reply: &str, lang: &str) -> Option<String> {
         let shape = ReplyShape::of(reply)?;
-        // Postfix evaluates its restrictions at RCPT TO (smtpd_delay_reject = yes).
-        let e = classify::explain_reply_to(&self.kb, reply, "RCPT");
+        // Postfix evaluates its restrictions at RCPT TO (smtpd_delay_reject = yes), and the
+        // reply goes to the client that is sending: the "smtpd" context.
+        let e = classify::explain_reply_to(&self.kb, reply, "RCPT", Some(SMTPD_CONTEXT));
         if !e.rule.is_some_and(gives_footer) {
             return None;
         }
@@ -122,12 +123,16 @@ impl Footers {
     }
 }
 
+/// The knowledge base's `format` for a server's own reply to the client that is sending
+/// (rules may word a refusal for that person: "log in first" rather than "wrong server").
+pub const SMTPD_CONTEXT: &str = "smtpd";
+
 /// Whether a winning rule is specific enough to be worth a footer. A bare reply code
 /// (550, 554 ...) says no more than the reply itself, and neither does a status pattern
 /// without a definite subject ("5.0.0" other/undefined, "5.*.*"), so those get none.
 pub fn gives_footer(rule: &Rule) -> bool {
     match rule.evidence() {
-        Evidence::Text | Evidence::Stage => true,
+        Evidence::Text | Evidence::Context => true,
         Evidence::StatusCode => {
             let subject = rule.status.as_deref().and_then(|s| s.split('.').nth(1));
             !matches!(subject, None | Some("0" | "*" | "x"))

@@ -122,6 +122,7 @@ Hello
     assert_eq!(pipe.address.as_deref(), Some("pipe-user@example.org"));
     assert!(pipe.diagnostic.as_deref().unwrap_or("").contains("returned 75"));
     assert_eq!(b.original.subject.as_deref(), Some("Invoice"));
+    assert_eq!(b.original.return_path.as_deref(), Some("alice@example.org"));
 }
 
 #[test]
@@ -473,4 +474,27 @@ Begin forwarded message:
     assert_eq!(r.address.as_deref(), Some("rita@example.ne.jp"));
     assert_eq!(r.status.as_deref(), Some("5.2.0"));
     assert_eq!(r.diagnostic.as_deref(), Some("550 Unknown user rita@example.ne.jp"));
+}
+
+#[test]
+fn x_failed_recipients_completes_the_list() {
+    let raw = "\
+From: Mail Delivery System <Mailer-Daemon@mx.example.org>
+Subject: Mail delivery failed: returning message to sender
+X-Failed-Recipients: sam@example.com, tina@example.com
+
+This message was created automatically by mail delivery software.
+
+A message that you sent could not be delivered to one or more of its
+recipients. This is a permanent error. The following address(es) failed:
+
+  sam@example.com
+    550 5.1.1 unknown user
+  (the other address was an alias that expanded to nothing)
+";
+    let b = bounce(raw);
+    let addrs: Vec<&str> = b.recipients.iter().filter_map(|r| r.address.as_deref()).collect();
+    assert_eq!(addrs, ["sam@example.com", "tina@example.com"]);
+    assert_eq!(b.recipients[0].diagnostic.as_deref(), Some("550 5.1.1 unknown user"));
+    assert_eq!(b.recipients[1].diagnostic, None);
 }

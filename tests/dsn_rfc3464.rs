@@ -98,6 +98,8 @@ fn rfc3464_report_with_two_recipients() {
     assert_eq!(o.message_id.as_deref(), Some("<q1@example.org>"));
     assert_eq!(o.content_language.as_deref(), Some("de-DE"));
     assert_eq!(o.accept_language.as_deref(), Some("de-DE, en-US"));
+    // No Return-Path in the returned headers: the report's X-Postfix-Sender.
+    assert_eq!(o.return_path.as_deref(), Some("alice@example.org"));
 }
 
 #[test]
@@ -391,4 +393,66 @@ Hi
     let b = bounce(raw);
     assert_eq!(b.recipients.len(), 1);
     assert_eq!(b.recipients[0].address.as_deref(), Some("kim@example.fr"));
+}
+
+#[test]
+fn arf_report_naming_several_recipients() {
+    let raw = "\
+From: fbl@isp.example
+Subject: FBL report
+Content-Type: multipart/report; report-type=feedback-report; boundary=f2
+
+--f2
+Content-Type: message/feedback-report
+
+Feedback-Type: abuse
+User-Agent: ExampleFBL/1.0
+Version: 1
+Original-Rcpt-To: <una@isp.example>
+Original-Rcpt-To: <vic@isp.example>
+
+--f2--
+";
+    let b = bounce(raw);
+    let addrs: Vec<&str> = b.recipients.iter().filter_map(|r| r.address.as_deref()).collect();
+    assert_eq!(addrs, ["una@isp.example", "vic@isp.example"]);
+    assert_eq!(b.recipients[0].diagnostic.as_deref(), Some("Feedback-Type: abuse"));
+}
+
+#[test]
+fn complaint_reports_before_arf() {
+    // Outlook.com / Amazon SES complaint reports: the complained-about message only.
+    let raw = "\
+From: complaints@email-abuse.example
+Subject: complaint about message from 192.0.2.1
+Content-Type: multipart/mixed; boundary=c
+
+--c
+Content-Type: message/rfc822
+
+To: wes@example.net
+From: news@sender.example
+Subject: Deals
+
+x
+--c--
+";
+    let b = bounce(raw);
+    assert_eq!(b.kind, ReportKind::Feedback);
+    assert_eq!(b.recipients[0].address.as_deref(), Some("wes@example.net"));
+}
+
+#[test]
+fn mail_client_unsubscribe_request() {
+    let raw = "\
+From: xena@mail.example
+To: unsubscribe-123@list.example
+Subject: unsubscribe
+X-Apple-Unsubscribe: true
+
+Apple Mail sent this email to unsubscribe from the message \"Weekly news\".
+";
+    let b = bounce(raw);
+    assert_eq!(b.kind, ReportKind::Feedback);
+    assert_eq!(b.recipients[0].address.as_deref(), Some("xena@mail.example"));
 }

@@ -125,7 +125,7 @@ fn registry_rules_answer_for_every_class() {
     for (sd, _) in REGISTRY {
         for class in ["4", "5"] {
             let status = format!("{class}.{sd}");
-            let q = Query { reply_code: None, status: Some(&status), text: "", command: None };
+            let q = Query { reply_code: None, status: Some(&status), text: "", ..Query::default() };
             let m = kb.lookup(&q).unwrap_or_else(|| panic!("{status}: no rule"));
             let class_rule = format!("rfc3463-{status}");
             assert!(
@@ -136,8 +136,8 @@ fn registry_rules_answer_for_every_class() {
         }
     }
     // Success codes read as delivered, transient undefined ones as a delay.
-    let q = Query { reply_code: Some(250), status: Some("2.0.0"), text: "", command: None };
+    let q = Query { reply_code: Some(250), status: Some("2.0.0"), text: "", ..Query::default() };
     assert_eq!(kb.lookup(&q).unwrap().cause.id, "delivered");
-    let q = Query { reply_code: None, status: Some("4.0.0"), text: "", command: None };
+    let q = Query { reply_code: None, status: Some("4.0.0"), text: "", ..Query::default() };
     assert_eq!(kb.lookup(&q).unwrap().cause.id, "unknown-temporary");
 }

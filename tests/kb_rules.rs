@@ -44,8 +44,8 @@ fn causes_have_valid_reasons_and_full_texts() {
 fn required_causes_exist_with_their_reasons() {
     let kb = kb();
     for (id, reason) in [
-        ("unknown-permanent", "undefined"),
-        ("unknown-temporary", "undefined"),
+        ("unknown-permanent", "onhold"),
+        ("unknown-temporary", "onhold"),
         ("relay-auth-required", "norelaying"),
         ("feedback-report", "feedback"),
         ("auto-reply", "vacation"),
@@ -97,7 +97,7 @@ fn every_basic_reply_code_of_rfc_5321_has_a_rule() {
         let rule = kb.rules().iter().find(|r| r.id == id).unwrap_or_else(|| panic!("missing rule {id}"));
         assert_eq!(rule.codes, vec![code], "{id}");
         assert_eq!(rule.evidence(), Evidence::ReplyCode, "{id}");
-        let q = Query { reply_code: Some(code), status: None, text: "", command: None };
+        let q = Query { reply_code: Some(code), status: None, text: "", ..Query::default() };
         assert_eq!(kb.lookup(&q).map(|m| m.rule.id.as_str()), Some(id.as_str()));
     }
 }

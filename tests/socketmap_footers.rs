@@ -114,7 +114,7 @@ fn config_picks_language_and_style() {
     let toml = format!("{base}\n[footer]\nlang = \"tlh\"\n");
     let footers = Footers::from_config(&Config::parse(&toml, "test").unwrap()).unwrap();
     let Answer::Footer(f) = footers.lookup("footer", RELAY_DENIED) else { panic!("no footer") };
-    assert!(f.contains(footers.text(&classify::explain_text(footers.kb(), RELAY_DENIED).cause.id, "en").unwrap()));
+    assert!(f.contains(footers.text(&as_footers_explain(footers.kb(), RELAY_DENIED).cause.id, "en").unwrap()));
     // Unknown keys in [footer] are refused.
     assert!(Config::parse(&format!("{base}\n[footer]\nlanguage = \"de\"\n"), "test").is_err());
 }
@@ -234,6 +234,9 @@ fn single_rule_kb(r: &plainbounce::kb::Rule) -> String {
     if !r.commands.is_empty() {
         toml.push_str(&format!("command = {:?}\n", r.commands));
     }
+    if !r.formats.is_empty() {
+        toml.push_str(&format!("format = {:?}\n", r.formats));
+    }
     toml
 }
 
@@ -286,7 +289,7 @@ fn tables_agree_with_the_socketmap() {
         };
         let mut compared = 0;
         for key in &keys {
-            let e = classify::explain_text(kb, key);
+            let e = as_footers_explain(kb, key);
             if e.rule.is_some_and(|r| t.skipped.iter().any(|(id, _)| *id == r.id)) {
                 continue;
             }
@@ -388,4 +391,9 @@ fn converted_patterns_match_like_rust() {
     }
     eprintln!("{compared} pattern/sample pairs compared with postmap");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A reply explained as the footers explain it: an answer to RCPT TO, to the sending client.
+fn as_footers_explain<'k>(kb: &'k KnowledgeBase, reply: &str) -> classify::Explanation<'k> {
+    classify::explain_reply_to(kb, reply, "RCPT", Some(plainbounce::footer::SMTPD_CONTEXT))
 }

@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Result};
 use plainbounce::classify::{self, Explanation};
-use plainbounce::dsn::{self, Detection, RecipientFacts};
+use plainbounce::dsn::{self, Bounce, Detection, RecipientFacts};
 use plainbounce::kb::KnowledgeBase;
 use serde_json::{json, Map, Value};
 use std::io::{Read, Write};
@@ -20,6 +20,10 @@ pub struct Args {
     /// Language of the texts (en, de, fr, es).
     #[arg(long, default_value = "en")]
     lang: String,
+    /// Explain the text as a server's own reply to the client sending through it (at RCPT
+    /// TO), as the Postfix reply footers do: "Relay access denied" then means "log in".
+    #[arg(long)]
+    smtpd: bool,
     /// Extra knowledge-base files that extend or override the built-in one.
     #[arg(long = "kb", value_name = "FILE")]
     kb_files: Vec<PathBuf>,
@@ -37,7 +41,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
         bail!("give a reply text to explain, or --file PATH");
     }
     let text = args.text.join(" ");
-    let e = classify::explain_text(&kb, &text);
+    let e = if args.smtpd {
+        classify::explain_reply_to(&kb, &text, "RCPT", Some(plainbounce::footer::SMTPD_CONTEXT))
+    } else {
+        classify::explain_text(&kb, &text)
+    };
     if args.json {
         let mut obj = explanation_json(&e, &args.lang);
         obj.insert("input".into(), json!(text));
@@ -109,7 +117,7 @@ fn explain_message(kb: &KnowledgeBase, args: &Args, name: &str, raw: &[u8], out:
         let obj = match &detection {
             Detection::NotBounce(why) => json!({"file": name, "bounce": false, "why": why, "recipients": []}),
             Detection::Bounce(b) => {
-                let recipients: Vec<Value> = b.recipients.iter().map(|r| recipient_json(kb, r, &args.lang)).collect();
+                let recipients: Vec<Value> = b.recipients.iter().map(|r| recipient_json(kb, b, r, &args.lang)).collect();
                 json!({"file": name, "bounce": true, "format": b.format, "recipients": recipients})
             }
         };
@@ -125,15 +133,15 @@ fn explain_message(kb: &KnowledgeBase, args: &Args, name: &str, raw: &[u8], out:
                 if let Some(d) = &r.diagnostic {
                     writeln!(out, "  Server said:   {d}")?;
                 }
-                write_human(out, &classify::classify(kb, r), &args.lang, "  ")?;
+                write_human(out, &classify::classify_in(kb, b, r), &args.lang, "  ")?;
             }
         }
     }
     Ok(())
 }
 
-fn recipient_json(kb: &KnowledgeBase, r: &RecipientFacts, lang: &str) -> Value {
-    let e = classify::classify(kb, r);
+fn recipient_json(kb: &KnowledgeBase, b: &Bounce, r: &RecipientFacts, lang: &str) -> Value {
+    let e = classify::classify_in(kb, b, r);
     let mut obj = explanation_json(&e, lang);
     obj.insert("address".into(), json!(r.address));
     obj.insert("action".into(), json!(r.action));

@@ -78,13 +78,11 @@ fn delivery_report(view: &View, prose: &Prose) -> Option<Bounce> {
         .map(report::strip_type)
         .and_then(|v| v.split_whitespace().next().map(String::from))
         .or_else(|| prose.reporting_mta.clone());
-    Some(Bounce {
-        kind: ReportKind::Delivery,
-        format,
-        reporting_mta,
-        recipients,
-        original: original_message(view, prose),
-    })
+    let mut original = original_message(view, prose);
+    if original.return_path.is_none() {
+        original.return_path = report.per_message.postfix_sender.as_deref().and_then(address::from_field);
+    }
+    Some(Bounce { kind: ReportKind::Delivery, format, reporting_mta, recipients, original })
 }
 
 /// The returned message's headers: from its own part, else from the inline copy.
@@ -93,42 +91,55 @@ fn original_message(view: &View, prose: &Prose) -> OriginalMessage {
         return o.clone();
     }
     let Some(at) = prose.original_at else { return OriginalMessage::default() };
-    let rest = &prose.text[at..];
-    // Skip the announcing line ("--- Below this line is a copy of the message.").
-    let rest = match rest.find('\n') {
-        Some(i) if !rest[..i].contains(':') || rest[..i].starts_with('-') => &rest[i + 1..],
-        _ => rest,
-    };
-    let rest = rest.trim_start_matches(['\n', '\r']);
+    // Lines of spaces or an mbox "From " line may come before the headers.
+    let mut rest = prose.text[at..].trim_start_matches(['\n', '\r', ' ', '\t']);
+    if rest.starts_with("From ") {
+        rest = rest.find('\n').map_or("", |i| &rest[i + 1..]);
+    }
     original::from_header_text(text::truncate(rest, 64 * 1024))
 }
 
-/// ARF (RFC 5965) feedback reports, Outlook.com's complaint reports, and the automatic
-/// "unsubscribe" messages mail clients send for List-Unsubscribe.
+/// ARF (RFC 5965) feedback reports; the complaint reports of Outlook.com (JMRP) and
+/// Amazon SES, which predate ARF; and the automatic "unsubscribe" messages mail clients
+/// send for List-Unsubscribe (Apple Mail marks them X-Apple-Unsubscribe).
 fn feedback(view: &View) -> Option<Bounce> {
+    let h = &view.headers;
     let arf = view.report_type.as_deref() == Some("feedback-report") || view.feedback.is_some();
-    let jmrp = view.original_extra.hotmail_recipient.is_some() && view.status_parts.is_empty() && view.human.trim().is_empty();
-    let unsubscribe = view.headers.subject.trim().eq_ignore_ascii_case("unsubscribe") && view.headers.auto_submitted.is_some();
-    if !(arf || jmrp || unsubscribe) {
+    let complaint = h.subject.trim_start().to_ascii_lowercase().starts_with("complaint about message from ")
+        || view.original_extra.hotmail_recipient.is_some() && view.status_parts.is_empty() && view.human.trim().is_empty();
+    let unsubscribe = h.apple_unsubscribe
+        || h.subject.trim().eq_ignore_ascii_case("unsubscribe") && h.auto_submitted.is_some();
+    if !(arf || complaint || unsubscribe) {
         return None;
     }
     let fb = view.feedback.as_deref().map(fields::parse_feedback).unwrap_or_default();
-    let pick = |v: &Option<String>| v.as_deref().and_then(|s| address::from_field(s).or_else(|| address::first_in(s)));
-    let address = pick(&fb.original_rcpt_to)
-        .or_else(|| pick(&fb.removal_recipient))
-        .or_else(|| view.original_extra.to_address.clone())
-        .or_else(|| pick(&view.original_extra.hotmail_recipient))
-        .or_else(|| if unsubscribe { view.headers.from_address.clone() } else { None });
+    let mut addresses: Vec<Option<String>> = Vec::new();
+    for v in &fb.recipients {
+        let a = address::from_field(v).or_else(|| address::first_in(v));
+        if a.is_some() && addresses.last() != Some(&a) {
+            addresses.push(a);
+        }
+    }
+    if addresses.is_empty() {
+        // The report concerns one message: its recipient, if the copy names one.
+        let hotmail = view.original_extra.hotmail_recipient.as_deref().and_then(address::first_in);
+        let from = if unsubscribe { h.from_address.clone() } else { None };
+        addresses.push(view.original_extra.to_address.clone().or(hotmail).or(from));
+    }
     let diagnostic = match (&fb.feedback_type, unsubscribe) {
-        (Some(t), _) => Some(format!("Feedback-Type: {}", reply::sanitize(t))),
-        (None, true) => Some("unsubscribe request".to_string()),
-        (None, false) => Some("complaint".to_string()),
+        (Some(t), _) => format!("Feedback-Type: {}", reply::sanitize(t)),
+        (None, true) => "unsubscribe request".to_string(),
+        (None, false) => "complaint".to_string(),
     };
+    let recipients = addresses
+        .into_iter()
+        .map(|address| RecipientFacts { address, diagnostic: Some(diagnostic.clone()), ..RecipientFacts::default() })
+        .collect();
     Some(Bounce {
         kind: ReportKind::Feedback,
-        format: if arf { "arf" } else if jmrp { "jmrp" } else { "unsubscribe" },
+        format: if arf { "arf" } else if complaint { "complaint" } else { "unsubscribe" },
         reporting_mta: fb.reporting_mta.as_deref().map(|v| report::strip_type(v).to_string()),
-        recipients: vec![RecipientFacts { address, diagnostic, ..RecipientFacts::default() }],
+        recipients,
         original: view.original.clone().unwrap_or_default(),
     })
 }
@@ -152,10 +163,12 @@ static DAEMON: LazyLock<Regex> = LazyLock::new(|| {
 fn auto_reply(view: &View) -> Option<Bounce> {
     let h = &view.headers;
     let from = h.from.as_deref().unwrap_or("");
-    if DAEMON.is_match(from) || h.subject.to_ascii_lowercase().contains("security information for") {
+    let subject = h.subject.to_ascii_lowercase();
+    if DAEMON.is_match(from) || subject.contains("security information for") || subject.contains("mail failure -") {
+        // Machines' notices (sudo, Exim's own failure notices), not replies.
         return None;
     }
-    let auto = h.auto_submitted.as_deref().is_some_and(|v| v.starts_with("auto-replied") || v.starts_with("auto-notified"))
+    let auto = h.auto_submitted.as_deref().is_some_and(|v| v.starts_with("auto-"))
         || h.precedence.as_deref().is_some_and(|v| v.starts_with("auto_reply"))
         || h.autoreply
         || h.apple_action.as_deref().is_some_and(|v| v.starts_with("vacation"))

@@ -192,8 +192,8 @@ fn unquote(line: &str) -> &str {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Feedback {
     pub feedback_type: Option<String>,
-    pub original_rcpt_to: Option<String>,
-    pub removal_recipient: Option<String>,
+    /// Original-Rcpt-To and Removal-Recipient values (each may appear several times).
+    pub recipients: Vec<String>,
     pub reporting_mta: Option<String>,
 }
 
@@ -201,16 +201,21 @@ pub(crate) fn parse_feedback(text: &str) -> Feedback {
     let mut fb = Feedback::default();
     for line in text.lines() {
         let Some((name, value)) = split_field(line) else { continue };
-        let value = Some(value.trim().to_string()).filter(|v| !v.is_empty());
-        let slot = match name.to_ascii_lowercase().as_str() {
-            "feedback-type" => &mut fb.feedback_type,
-            "original-rcpt-to" => &mut fb.original_rcpt_to,
-            "removal-recipient" => &mut fb.removal_recipient,
-            "reporting-mta" => &mut fb.reporting_mta,
-            _ => continue,
-        };
-        if slot.is_none() {
-            *slot = value;
+        let value = value.trim();
+        if value.is_empty() {
+            continue;
+        }
+        match name.to_ascii_lowercase().as_str() {
+            "feedback-type" => {
+                fb.feedback_type.get_or_insert_with(|| value.to_string());
+            }
+            "reporting-mta" => {
+                fb.reporting_mta.get_or_insert_with(|| value.to_string());
+            }
+            "original-rcpt-to" | "removal-recipient" if fb.recipients.len() < MAX_RECIPIENTS => {
+                fb.recipients.push(value.to_string())
+            }
+            _ => {}
         }
     }
     fb

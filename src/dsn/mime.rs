@@ -46,6 +46,7 @@ pub(crate) struct Headers {
     pub precedence: Option<String>,
     pub autoreply: bool,
     pub apple_action: Option<String>,
+    pub apple_unsubscribe: bool,
 }
 
 /// Parse a message; `None` when it has no header at all.
@@ -125,12 +126,12 @@ fn leaf(ctype: &str, subtype: &str, text: String, v: &mut View) {
         }
         ("message", "disposition-notification") => v.disposition = true,
         ("text", "rfc822-headers") | ("text", "rfc822-header") | ("message", "rfc822-headers")
-        | ("message", "global-headers") | ("message", "rfc822") | ("message", "global") => {
-            if v.original.is_none() {
-                let headers = cap(text, 64 * 1024);
-                v.original = Some(original::from_header_text(&headers));
-                v.original_extra = original::extra_from_header_text(&headers);
-            }
+        | ("message", "global-headers") | ("message", "rfc822") | ("message", "global")
+            if v.original.is_none() =>
+        {
+            let headers = cap(text, 64 * 1024);
+            v.original = Some(original::from_header_text(&headers));
+            v.original_extra = original::extra_from_header_text(&headers);
         }
         ("text", "html") => add_human(v, &html_text(&text)),
         ("text", _) => add_human(v, &text),
@@ -201,6 +202,7 @@ fn headers(msg: &Message) -> Headers {
                 h.precedence.get_or_insert(value.to_ascii_lowercase());
             }
             "x-autoreply" | "x-autorespond" | "x-autoresponder" => h.autoreply = true,
+            "x-apple-unsubscribe" => h.apple_unsubscribe = value.eq_ignore_ascii_case("true"),
             "x-apple-action" => {
                 h.apple_action.get_or_insert(value.to_ascii_lowercase());
             }
@@ -209,7 +211,7 @@ fn headers(msg: &Message) -> Headers {
     }
     if h.from_address.is_none() {
         // A bare "From: MAILER-DAEMON" has no address; keep the text for the sender check.
-        h.from = msg.header_raw("From").map(|v| super::reply::sanitize(v));
+        h.from = msg.header_raw("From").map(super::reply::sanitize);
     }
     h
 }

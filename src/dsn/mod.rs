@@ -92,6 +92,8 @@ pub struct OriginalMessage {
     pub date: Option<String>,
     pub content_language: Option<String>,
     pub accept_language: Option<String>,
+    /// Its envelope sender: its Return-Path, or the report's X-Postfix-Sender.
+    pub return_path: Option<String>,
 }
 
 /// At most this much of a message is read: the report parts come first, and a returned
@@ -141,7 +143,7 @@ fn clean(mut b: Bounce) -> Bounce {
         }
     }
     let o = &mut b.original;
-    for s in [&mut o.from, &mut o.to, &mut o.subject, &mut o.message_id, &mut o.date, &mut o.content_language, &mut o.accept_language] {
+    for s in [&mut o.from, &mut o.to, &mut o.subject, &mut o.message_id, &mut o.date, &mut o.content_language, &mut o.accept_language, &mut o.return_path] {
         fix(s);
     }
     b

@@ -26,6 +26,7 @@ pub(crate) fn from_message(msg: &Message, outer: &[u8]) -> OriginalMessage {
         date: raw("date"),
         content_language: raw("content-language"),
         accept_language: raw("accept-language"),
+        return_path: raw("return-path").and_then(|r| super::address::first_in(&r)),
     }
 }
 

@@ -138,7 +138,8 @@ static BOILERPLATE: LazyLock<Regex> = LazyLock::new(|| {
         r"(?ix)^\s*(?:
           technical\ details\ of\ (?:permanent|temporary)\ failure:?
         | technical\ details:? | diagnostic\ information\ for\ administrators:? | generating\ server:.*
-        | because:? | for\ the\ following\ reason:? | -+\s*server\ message | -+\s*smtp\ command.* | [-*=_\#\s]*
+        | because:? | for\ the\ following\ reason:? | this\ is\ an\ automatically\ generated\ delivery\ status\ notification\.?
+        | this\ message\ was\ created\ automatically\ by\ mail\ delivery\ software\.? | hi!? | -+\s*server\ message | -+\s*smtp\ command.* | [-*=_\#\s]*
         )$",
     )
     .unwrap()
@@ -177,6 +178,17 @@ static REMOTE: LazyLock<Regex> = LazyLock::new(|| {
 
 static IN_REPLY_TO: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"(?i)\s*\(in reply to [^)]*\)\s*").unwrap());
+
+/// A basic reply code standing as a word: not inside a number, a host or an IPv6
+/// address ("[2606:2800:220:6d::1]" holds no reply).
+static REPLY_CODE_WORD: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r#"(?:^|[\s'"(\[<>=#]|[^0-9A-Fa-f]:)([245]\d\d)(?:[ ,;)-]|$)"#).unwrap());
+
+/// The reply code of a diagnostic: the one it starts with, else the first one standing
+/// as a word.
+pub(crate) fn reply_code(diagnostic: &str) -> Option<u16> {
+    REPLY_CODE_WORD.captures(diagnostic).and_then(|c| c[1].parse().ok())
+}
 
 /// The SMTP command a text says the failure followed.
 pub(crate) fn command_in(text: &str) -> Option<&'static str> {
@@ -230,9 +242,16 @@ fn quoted_reply(lines: &[&str]) -> Option<String> {
     let mut parts = vec![first.trim_end()];
     let multi = LEAD.captures(first.trim_start()).filter(|c| c[0].as_bytes().get(3) == Some(&b'-'));
     let code = multi.as_ref().map(|c| c[1].to_string());
-    for line in lines.iter().skip(start_line + 1).take(20) {
+    let first_indent = indent(lines[start_line]);
+    // "(reason: ...)" closed on its own line is the whole reply.
+    let closed = in_parens && first.contains(')');
+    for line in lines.iter().skip(start_line + 1).take(if closed { 0 } else { 20 }) {
         let t = line.trim();
         if t.is_empty() || TRAILER.is_match(t) || MARKER.is_match(t) && !t.starts_with(code.as_deref().unwrap_or("\0")) {
+            break;
+        }
+        // A wrapped reply keeps its indentation; a line further left is something else.
+        if indent(line) < first_indent {
             break;
         }
         match &code {
@@ -319,6 +338,15 @@ mod tests {
         assert_eq!(join_multiline("550 5.1.351 returned unknown recipient -> 550 : User unknown"), "550 5.1.351 returned unknown recipient -> 550 : User unknown");
         assert_eq!(join_multiline("550 5.1.1 user unknown"), "550 5.1.1 user unknown");
         assert_eq!(join_multiline("no code here"), "no code here");
+    }
+
+    #[test]
+    fn reply_codes_stand_as_words() {
+        assert_eq!(reply_code("550 5.1.1 user unknown"), Some(550));
+        assert_eq!(reply_code("5.1.0 - Unknown address error 550-'5.7.1 Access denied'"), Some(550));
+        assert_eq!(reply_code("[(0) example.com. [2606:2800:220:6d:26bf::aa7]:25: socket error]"), None);
+        assert_eq!(reply_code("host 192.0.2.250 said nothing"), None);
+        assert_eq!(reply_code("Error, ERROR_CODE :421, Host not reachable."), Some(421));
     }
 
     #[test]

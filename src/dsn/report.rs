@@ -46,7 +46,7 @@ fn facts(f: &RecipientFields, addr: Option<String>, named: Option<&Named>, prose
         original_recipient: f.original_recipient.as_deref().and_then(address::from_field),
         action,
         status,
-        reply_code: diagnostic.as_deref().and_then(codes::reply_code),
+        reply_code: diagnostic.as_deref().and_then(reply::reply_code),
         diagnostic,
         remote_mta,
         command: command.map(String::from),
@@ -162,6 +162,7 @@ pub(crate) fn from_prose(prose: &Prose, view: &View, need_evidence: bool) -> Vec
         }
     }
     out.retain(|r| r.address.is_some());
+    apply_failed_recipients(&mut out, &view.headers.failed_recipients, action);
     if out.is_empty() {
         // The header names them, or a known bounce names one in a sentence; the prose
         // explains in words the scanner cannot tie to one.
@@ -178,9 +179,26 @@ pub(crate) fn from_prose(prose: &Prose, view: &View, need_evidence: bool) -> Vec
     out
 }
 
+/// X-Failed-Recipients is the MTA's own list: when the prose agrees with it on at least
+/// one address, addresses the header does not list are misreadings, and addresses only
+/// the header lists are added.
+fn apply_failed_recipients(out: &mut Vec<RecipientFacts>, header: &[String], action: &str) {
+    let listed = |r: &RecipientFacts| r.address.as_deref().is_some_and(|a| header.iter().any(|h| address::same(a, h)));
+    if header.is_empty() || !out.iter().any(listed) {
+        return;
+    }
+    out.retain(listed);
+    for h in header {
+        if !out.iter().any(|r| r.address.as_deref().is_some_and(|a| address::same(a, h))) {
+            let empty = reply::Reply::default();
+            out.push(prose_facts(Some(h.clone()), None, empty, action));
+        }
+    }
+}
+
 /// The explanation of a bounce that ties it to no recipient: its first paragraph with words.
 fn whole_text_reply(prose: &Prose) -> reply::Reply {
-    let body = &prose.text[..prose.original_at.unwrap_or(prose.text.len())];
+    let body = &prose.text[..prose.body_end.unwrap_or(prose.text.len())];
     let lines: Vec<&str> = body.lines().collect();
     let quoted = reply::from_block(&lines);
     if quoted.quoted {
@@ -202,7 +220,7 @@ fn prose_facts(address: Option<String>, original: Option<String>, r: reply::Repl
         original_recipient: original,
         action: Some(action.to_string()),
         status: diagnostic.as_deref().and_then(codes::status),
-        reply_code: diagnostic.as_deref().and_then(codes::reply_code),
+        reply_code: diagnostic.as_deref().and_then(reply::reply_code),
         diagnostic,
         remote_mta: r.remote_mta,
         command: r.command.map(String::from),

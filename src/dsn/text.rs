@@ -9,7 +9,7 @@
 use super::address;
 use super::formats::{
     self, ADDRESS_NOISE, DELAYED, DELIVERY_TARGET, GENERATED, GENERATED_BY, GENERATED_FROM, LEAD_IN, NOT_A_RECIPIENT_PHRASE,
-    ORIGINAL_STARTS, PHRASE_THEN_ADDRESS, RCPT_COMMAND, REPORTER, SECTION_START, SUMMARY_LINE,
+    ORIGINAL_STARTS, PHRASE_THEN_ADDRESS, RCPT_COMMAND, RCPT_TO, REPORTER, SECTION_START, SUMMARY_LINE,
 };
 use super::reply::{self, Reply};
 use std::borrow::Cow;
@@ -59,7 +59,9 @@ pub(crate) struct Prose {
     pub delayed: bool,
     pub transcript: Vec<Exchange>,
     pub reporting_mta: Option<String>,
-    /// Where the returned message begins (byte offset in the unquoted text), if it is inline.
+    /// Where the bounce's own text ends (byte offset in `text`), if a returned message follows.
+    pub body_end: Option<usize>,
+    /// Where the returned message's headers begin, if it is inline.
     pub original_at: Option<usize>,
     /// The first address in angle brackets after the list starts, for bounces that name
     /// their recipient only in a sentence.
@@ -114,7 +116,7 @@ impl Prose {
     /// names no other recipient, else the first such reply.
     pub(crate) fn transcript_reply(&self, address: Option<&str>, line: usize) -> Option<String> {
         let is_error = |e: &&Exchange| e.reply.starts_with(['4', '5']);
-        let rcpt_of = |e: &Exchange| e.command.as_deref().and_then(|c| RCPT_COMMAND.captures(c)).map(|c| c[1].to_string());
+        let rcpt_of = |e: &Exchange| e.command.as_deref().and_then(|c| RCPT_TO.captures(c)).map(|c| c[1].to_string());
         if let Some(a) = address {
             let own = self.transcript.iter().filter(is_error).find(|e| rcpt_of(e).is_some_and(|r| address::same(&r, a)));
             if let Some(e) = own {
@@ -122,11 +124,11 @@ impl Prose {
             }
         }
         let mut general = self.transcript.iter().filter(is_error).filter(|e| rcpt_of(e).is_none());
-        let before = general.clone().filter(|e| e.line < line).last();
+        let before = general.clone().rfind(|e| e.line < line);
         before.or_else(|| general.next()).map(|e| e.reply.clone())
     }
 
-    /// The replies of the transcript, longest first (to complete a truncated diagnostic).
+    /// The replies of the transcript (to complete a truncated diagnostic).
     pub(crate) fn replies(&self) -> impl Iterator<Item = &str> {
         self.transcript.iter().map(|e| e.reply.as_str())
     }
@@ -141,7 +143,7 @@ impl Prose {
 pub(crate) fn scan(text: &str) -> Prose {
     let text = truncate(text, MAX_TEXT);
     let text = unquote(text).into_owned();
-    let cut = original_start(&text);
+    let (cut, original_at) = original_start(&text).unzip();
     let body = &text[..cut.unwrap_or(text.len())];
     let family = formats::family(truncate(body, 12 * 1024));
     let delayed = DELAYED.is_match(body);
@@ -164,7 +166,7 @@ pub(crate) fn scan(text: &str) -> Prose {
     let before = section.map_or(section_at, |m| m.start().min(section_at));
     let preamble = last_lines(&body[..before], 8).into_iter().chain(listed_before).collect();
     let transcript = transcript(&body[section_at..]);
-    Prose { family, recipients, preamble, delayed, transcript, reporting_mta, original_at: cut, mentioned, text }
+    Prose { family, recipients, preamble, delayed, transcript, reporting_mta, body_end: cut, original_at, mentioned, text }
 }
 
 fn read_recipients(section: &str) -> (Vec<Named>, Vec<String>) {
@@ -190,8 +192,9 @@ fn read_recipients(section: &str) -> (Vec<Named>, Vec<String>) {
             }
         }
         match current {
-            Some(i) => add_to_block(&mut recipients[i], trimmed),
-            None if preamble.len() < MAX_LINES => preamble.push(trimmed.to_string()),
+            // Indentation is kept: it tells where a wrapped reply ends.
+            Some(i) => add_to_block(&mut recipients[i], line.trim_end()),
+            None if preamble.len() < MAX_LINES => preamble.push(line.trim_end().to_string()),
             None => {}
         }
     }
@@ -288,12 +291,21 @@ fn address_first(t: &str) -> Option<(String, String)> {
     Some((addr.to_string(), rest.to_string()))
 }
 
-/// Where the returned message starts: an announcing line, or a block of its headers.
-fn original_start(text: &str) -> Option<usize> {
-    let marked = ORIGINAL_STARTS.find(text).map(|m| m.start());
-    let headers = header_block_start(text);
+/// Where the bounce's text ends and where the returned message's headers start: after an
+/// announcing line ("--- Below this line is a copy of the message."), after the part
+/// headers of a message/rfc822 part written into the text, or at a block of headers.
+fn original_start(text: &str) -> Option<(usize, usize)> {
+    let marked = ORIGINAL_STARTS.find(text).map(|m| {
+        let announce_end = if m.as_str().trim_start().to_ascii_lowercase().starts_with("content-type:") {
+            text[m.end()..].find("\n\n").map_or(text.len(), |i| m.end() + i + 2)
+        } else {
+            text[m.end()..].find('\n').map_or(text.len(), |i| m.end() + i + 1)
+        };
+        (m.start(), announce_end)
+    });
+    let headers = header_block_start(text).map(|at| (at, at));
     match (marked, headers) {
-        (Some(a), Some(b)) => Some(a.min(b)),
+        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
         (a, b) => a.or(b),
     }
 }
@@ -483,24 +495,27 @@ mod tests {
     }
 
     #[test]
+    fn transcript_replies_belong_to_their_recipient() {
+        let p = scan(
+            "   ----- Transcript of session follows -----\n... while talking to mx.example.org.:\n\
+             >>> RCPT To:<a@example.org>\n<<< 550 5.1.1 <a@example.org>... no such user\n\
+             550 5.1.1 <a@example.org>... User unknown\n>>> RCPT To:<b@example.org>\n\
+             <<< 452 4.2.2 <b@example.org>... mailbox full\n",
+        );
+        let reply_of = |addr: &str| p.find(addr).map(|n| n.reply(&p).text);
+        assert_eq!(reply_of("a@example.org").as_deref(), Some("550 5.1.1 <a@example.org>... no such user"));
+        assert_eq!(reply_of("b@example.org").as_deref(), Some("452 4.2.2 <b@example.org>... mailbox full"));
+        assert_eq!(
+            p.transcript_reply(Some("b@example.org"), 0).as_deref(),
+            Some("452 4.2.2 <b@example.org>... mailbox full")
+        );
+    }
+
+    #[test]
     fn transcripts() {
         let t = transcript(">>> DATA\n<<< 552-5.7.0 first\n<<< 552 5.7.0 second\n554 5.0.0 Service unavailable\n");
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].reply, "552 5.7.0 first second");
         assert_eq!(t[0].command.as_deref(), Some("DATA"));
-    }
-}
-
-#[cfg(test)]
-mod scratch {
-    #[test]
-    #[ignore]
-    fn scratch_scan() {
-        let raw = std::fs::read(std::env::var("F").unwrap()).unwrap();
-        let v = super::super::mime::view(&raw).unwrap();
-        let p = super::scan(&v.human);
-        eprintln!("{:#?}", p.recipients);
-        eprintln!("preamble {:?} family {:?} cut {:?}", p.preamble, p.family, p.original_at);
-        for n in &p.recipients { eprintln!("reply {:?}", n.reply(&p)); }
     }
 }

@@ -10,7 +10,7 @@
 //! answers NOTFOUND then: it becomes `if !/its codes/` around all entries after it.
 
 use super::regex::{convert, Dialect};
-use super::{gives_footer, layout_unknown_reply, Footers};
+use super::{gives_footer, layout_unknown_reply, Footers, SMTPD_CONTEXT};
 use crate::kb::Rule;
 use std::fmt::Write;
 
@@ -41,12 +41,15 @@ pub struct Table {
 
 /// Build the table in `lang` (texts and style as prepared in `footers`).
 pub fn build(footers: &Footers, lang: &str, format: Format) -> Table {
-    // Postfix rejects at RCPT TO unless smtpd_delay_reject is off: rules for other
-    // stages never apply to its replies, and the table cannot express them.
-    let (ordered, other_stage): (Vec<&Rule>, Vec<&Rule>) =
-        footers.kb().rules_by_precedence().into_iter().partition(|r| r.commands.is_empty() || r.commands.iter().any(|c| c == "RCPT"));
+    // Postfix rejects at RCPT TO unless smtpd_delay_reject is off, and its replies are the
+    // "smtpd" context: rules for other stages or reporting systems never apply to them.
+    let applies = |r: &&Rule| {
+        (r.commands.is_empty() || r.commands.iter().any(|c| c == "RCPT"))
+            && (r.formats.is_empty() || r.formats.iter().any(|f| f == SMTPD_CONTEXT))
+    };
+    let (ordered, elsewhere): (Vec<&Rule>, Vec<&Rule>) = footers.kb().rules_by_precedence().into_iter().partition(applies);
     let mut skipped: Vec<(String, String)> =
-        other_stage.iter().map(|r| (r.id.clone(), "applies only at another SMTP stage than RCPT TO".into())).collect();
+        elsewhere.iter().map(|r| (r.id.clone(), "applies only at another SMTP stage than RCPT TO, or to bounces".into())).collect();
     let last_footer = ordered.iter().rposition(|r| gives_footer(r)).unwrap_or(0);
     let mut body = String::new();
     let mut written = 0;

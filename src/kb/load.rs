@@ -78,6 +78,8 @@ struct RawRule {
     code: Option<Codes>,
     /// SMTP command(s) the reply followed: "RCPT", ["MAIL", "CONN"], ...
     command: Option<Commands>,
+    /// Bounce format(s) of the report: "googlegroups", ["qmail", "exim"], ...
+    format: Option<Commands>,
     provider: Option<String>,
     name: Option<String>,
     #[serde(default)]
@@ -190,8 +192,8 @@ fn merge_rule(m: &mut Merged, raw: RawRule) -> Result<()> {
             None => bail!("rule {}: disabled, but no such rule exists", raw.id),
         }
     }
-    if raw.pattern.is_none() && raw.status.is_none() && raw.code.is_none() {
-        bail!("rule {}: needs at least one of pattern, status, code", raw.id);
+    if raw.pattern.is_none() && raw.status.is_none() && raw.code.is_none() && raw.command.is_none() && raw.format.is_none() {
+        bail!("rule {}: needs at least one of pattern, status, code, command, format", raw.id);
     }
     if let Some(s) = &raw.status {
         super::status_pattern_valid(s).with_context(|| format!("rule {}", raw.id))?;
@@ -206,6 +208,7 @@ fn merge_rule(m: &mut Merged, raw: RawRule) -> Result<()> {
             Some(Codes::Many(v)) => v,
         },
         commands: commands(&raw.id, raw.command)?,
+        formats: one_or_many(raw.format).into_iter().map(|f| f.to_ascii_lowercase()).collect(),
         provider: raw.provider,
         name: raw.name,
         priority: raw.priority,
@@ -219,13 +222,16 @@ fn merge_rule(m: &mut Merged, raw: RawRule) -> Result<()> {
     Ok(())
 }
 
-fn commands(id: &str, raw: Option<Commands>) -> Result<Vec<String>> {
-    let list = match raw {
+fn one_or_many(raw: Option<Commands>) -> Vec<String> {
+    match raw {
         None => Vec::new(),
         Some(Commands::One(c)) => vec![c],
         Some(Commands::Many(v)) => v,
-    };
-    let list: Vec<String> = list.into_iter().map(|c| c.to_ascii_uppercase()).collect();
+    }
+}
+
+fn commands(id: &str, raw: Option<Commands>) -> Result<Vec<String>> {
+    let list: Vec<String> = one_or_many(raw).into_iter().map(|c| c.to_ascii_uppercase()).collect();
     if let Some(bad) = list.iter().find(|c| !COMMANDS.contains(&c.as_str())) {
         bail!("rule {id}: unknown command {bad:?} (one of {COMMANDS:?})");
     }

@@ -1,9 +1,10 @@
 //! The knowledge base: causes and rules from TOML, compiled once into a matcher.
 //!
-//! Matching picks the most specific evidence: a text pattern beats the SMTP stage (the
-//! command the reply followed), which beats an enhanced status code, which beats a basic
-//! reply code (a generic X.0.0 status ranks lowest); within a tier, the more specific
-//! status wins, then a rule tied to the SMTP command, then a rule that also names the code, then `priority`, then load order.
+//! Matching picks the most specific evidence: a text pattern beats the context (the SMTP
+//! command the reply followed, the kind of system that reported it), which beats an
+//! enhanced status code, which beats a basic reply code (a generic X.0.0 status ranks
+//! lowest); within a tier, the more specific status wins, then the higher `priority`, then
+//! a rule tied to the context, then a rule that also names the code, then `priority`, then load order.
 
 mod builtin;
 mod load;
@@ -27,6 +28,8 @@ pub struct Query<'a> {
     pub text: &'a str,
     /// SMTP command the reply followed (upper case), if the report says.
     pub command: Option<&'a str>,
+    /// The bounce's format as `dsn` names it ("rfc3464", "googlegroups", ...), if known.
+    pub format: Option<&'a str>,
 }
 
 /// The rule that won and the cause it names.
@@ -140,12 +143,18 @@ impl KnowledgeBase {
     }
 
     /// The rules whose `examples` do not match the rule itself, as "rule: example" lines.
+    /// An example is a reply in the rule's own context: its first command and format.
     pub fn failing_examples(&self) -> Vec<String> {
         let mut bad = Vec::new();
         for r in &self.rules {
             for ex in &r.examples {
-                let q = crate::codes::query_for_text(ex);
-                let got = self.lookup(&q.as_query(ex)).map(|m| m.rule.id.as_str());
+                let found = crate::codes::query_for_text(ex);
+                let mut q = found.as_query(ex);
+                if let Some(c) = r.commands.first() {
+                    q.command = (c != "NONE").then_some(c.as_str());
+                }
+                q.format = r.formats.first().map(String::as_str).or(q.format);
+                let got = self.lookup(&q).map(|m| m.rule.id.as_str());
                 if got != Some(r.id.as_str()) {
                     bad.push(format!("{}: {ex:?} matched {:?}", r.id, got));
                 }
@@ -156,9 +165,10 @@ impl KnowledgeBase {
 }
 
 /// How strongly a rule's evidence speaks (higher wins); see the module comment.
-fn precedence(r: &Rule) -> (Evidence, u8, bool, bool, i32) {
+fn precedence(r: &Rule) -> (Evidence, u8, i32, bool, bool) {
     let status_rank = r.status.as_deref().map_or(0, status_specificity);
-    (r.evidence(), status_rank, !r.commands.is_empty(), !r.codes.is_empty(), r.priority)
+    let context = !r.commands.is_empty() || !r.formats.is_empty();
+    (r.evidence(), status_rank, r.priority, context, !r.codes.is_empty())
 }
 
 fn constraints_hold(r: &Rule, q: &Query) -> bool {
@@ -166,6 +176,9 @@ fn constraints_hold(r: &Rule, q: &Query) -> bool {
         return false;
     }
     if !r.commands.is_empty() && !r.commands.iter().any(|rc| rc == q.command.unwrap_or("NONE")) {
+        return false;
+    }
+    if !r.formats.is_empty() && !q.format.is_some_and(|f| r.formats.iter().any(|rf| rf.eq_ignore_ascii_case(f))) {
         return false;
     }
     match r.status.as_deref() {

@@ -79,9 +79,10 @@ pub enum Evidence {
     ReplyCode,
     /// Enhanced status code (RFC 3463 / 5248 registry).
     StatusCode,
-    /// The SMTP stage the reply came at (a refusal of MAIL FROM is about the sender,
-    /// one at connection or HELO about the sending server), whatever its codes say.
-    Stage,
+    /// The context of the reply: the SMTP stage it came at (a refusal of MAIL FROM is
+    /// about the sender, one at connection or HELO about the sending server) or the kind
+    /// of system that reported it, whatever its codes say.
+    Context,
     /// Text of the reply (provider or MTA wording), possibly with codes.
     Text,
 }
@@ -101,6 +102,9 @@ pub struct Rule {
     /// SMTP commands after which the reply must have come (any of; upper case:
     /// CONN, HELO, MAIL, RCPT, DATA, or NONE when the report names none). Empty: any.
     pub commands: Vec<String>,
+    /// Bounce formats (as `dsn` names them: "googlegroups", "qmail", ...) the report must
+    /// have (any of). Empty: any.
+    pub formats: Vec<String>,
     /// Provider or MTA the wording comes from (informational).
     pub provider: Option<String>,
     /// Registry or source name (e.g. "Bad destination mailbox address").
@@ -115,8 +119,8 @@ impl Rule {
     pub fn evidence(&self) -> Evidence {
         if self.pattern.is_some() {
             Evidence::Text
-        } else if !self.commands.is_empty() {
-            Evidence::Stage
+        } else if !self.commands.is_empty() || !self.formats.is_empty() {
+            Evidence::Context
         } else if self.status.as_deref().is_some_and(|s| s.ends_with(".0.0") || s.starts_with('!')) {
             Evidence::GenericStatus
         } else if self.status.is_some() {

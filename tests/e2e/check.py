@@ -5,6 +5,8 @@
   check.py rewritten DELIVERED [options]       a bounce that plainbounce rewrote
   check.py unchanged DELIVERED ORIGINAL        a message that arrived byte-identical
   check.py explain PLAINBOUNCE REPLY           the knowledge base's texts for a reply
+  check.py rcpt PORT SENDER RCPT               print the raw reply lines to RCPT TO
+  check.py footer REPLYFILE --reply R [opts]   a reply as Postfix sent it, with(out) a footer
 
 Exit status 0 when the check holds; otherwise the reasons go to stderr. Line endings
 are compared as LF (MTAs store mail with LF whatever came in over SMTP).
@@ -16,6 +18,7 @@ import email.policy
 import json
 import re
 import smtplib
+import socket
 import subprocess
 import sys
 
@@ -70,6 +73,16 @@ def parts(raw: bytes):
     return pieces
 
 
+def epilogue(raw: bytes) -> bytes:
+    """What follows the top-level close delimiter (normally nothing)."""
+    msg = email.message_from_bytes(lf(raw), policy=email.policy.compat32)
+    boundary = msg.get_boundary()
+    _, body = split_message(raw)
+    close = re.compile(rb"^--" + re.escape((boundary or "").encode()) + rb"--[ \t]*$", re.M)
+    found = list(close.finditer(body)) if boundary else []
+    return body[found[0].end():].lstrip(b"\n") if found else b""
+
+
 def part_type(part: bytes) -> str:
     msg = email.message_from_bytes(part, policy=email.policy.compat32)
     return msg.get_content_type()
@@ -116,6 +129,9 @@ def check_rewritten(args) -> list:
                     errors.append(f"  part {i}: delivered {a[:300]!r}...\n  original {b[:300]!r}...")
         if squash(text_of(got[0])) == squash(text_of(orig[0])):
             errors.append("the human-readable part is unchanged")
+    want_epilogue = epilogue(open(args.original, "rb").read()) if args.original else b""
+    if epilogue(raw).strip() != want_epilogue.strip():
+        errors.append(f"text after the closing MIME boundary: {epilogue(raw)[:300]!r}")
     dsn = status[0].decode("utf-8", "replace") if status else ""
     for rcpt in args.recipient:
         if not re.search(r"^Final-Recipient:\s*rfc822;\s*" + re.escape(rcpt) + r"\s*$", dsn, re.M | re.I):
@@ -166,6 +182,71 @@ def explain(args) -> list:
     return []
 
 
+def rcpt(args) -> list:
+    """EHLO, MAIL FROM, RCPT TO over a plain socket; print RCPT's reply exactly as sent."""
+    with socket.create_connection(("127.0.0.1", args.port), timeout=60) as sock:
+        f = sock.makefile("rb")
+
+        def reply():
+            lines = []
+            while True:
+                line = f.readline()
+                if not line:
+                    raise SystemExit("connection closed")
+                lines.append(line)
+                if line[3:4] != b"-":
+                    return lines
+
+        reply()
+        for cmd in (b"EHLO client.local.test", f"MAIL FROM:<{args.sender}>".encode(),
+                    f"RCPT TO:<{args.rcpt}>".encode()):
+            sock.sendall(cmd + b"\r\n")
+            lines = reply()
+        sock.sendall(b"QUIT\r\n")
+    sys.stdout.buffer.write(b"".join(lines))
+    return []
+
+
+def check_footer(args) -> list:
+    """REPLYFILE holds Postfix's reply lines (CRLF). Without --explained-by the reply must
+    be exactly --reply; with it, --reply followed by a footer that carries the knowledge
+    base's title and remedy for --reply, on well-formed lines within SMTP's limits."""
+    raw = open(args.replyfile, "rb").read()
+    want = args.reply.encode()
+    if args.explained_by is None:
+        return [] if raw == want + b"\r\n" else [f"expected exactly {want!r}, got {raw!r}"]
+    errors = []
+    lines = raw.split(b"\r\n")
+    if lines[-1] != b"":
+        errors.append("reply does not end with CRLF")
+    lines = lines[:-1]
+    prefix = want[:4 + want[4:].index(b" ")]  # e.g. b"554 5.7.1"
+    for i, line in enumerate(lines):
+        sep = b" " if i == len(lines) - 1 else b"-"
+        if not line.startswith(prefix[:3] + sep + prefix[4:] + b" "):
+            errors.append(f"line {i + 1} does not start with {prefix!r} ({sep!r}): {line!r}")
+        if len(line) + 2 > 512:
+            errors.append(f"line {i + 1} is {len(line) + 2} octets with CRLF (over 512)")
+        if any(c < 32 or c > 126 for c in line):
+            errors.append(f"line {i + 1} has a non-printable or non-ASCII octet: {line!r}")
+    text = " ".join(line[len(prefix) + 1:].decode("ascii", "replace") for line in lines)
+    original = args.reply[len(prefix) + 1:]
+    if not text.startswith(original) or squash(text) == squash(original):
+        errors.append(f"no footer after {original!r}: {text!r}")
+    footer = squash(text[len(original):])
+    facts = json.loads(subprocess.run([args.explained_by, "explain", "--json", "--smtpd", args.reply],
+                                      check=True, capture_output=True, text=True).stdout)
+    for key in ("title", "remedy"):
+        if squash(facts[key]) not in footer:
+            errors.append(f"footer lacks the knowledge base's {key} {facts[key]!r}: {footer!r}")
+    for phrase in args.phrase:
+        if phrase not in footer:
+            errors.append(f"footer lacks {phrase!r}: {footer!r}")
+    if errors:
+        errors.append("reply as sent:\n" + raw.decode("ascii", "replace"))
+    return errors
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -188,9 +269,19 @@ def main():
     e = sub.add_parser("explain")
     e.add_argument("plainbounce")
     e.add_argument("reply")
+    c = sub.add_parser("rcpt")
+    c.add_argument("port", type=int)
+    c.add_argument("sender")
+    c.add_argument("rcpt")
+    f = sub.add_parser("footer")
+    f.add_argument("replyfile")
+    f.add_argument("--reply", required=True, help="Postfix's reply without a footer")
+    f.add_argument("--explained-by", metavar="PLAINBOUNCE",
+                   help="expect a footer with this plainbounce's explanation of --reply")
+    f.add_argument("--phrase", action="append", default=[], help="text the footer has")
     args = p.parse_args()
     errors = {"send": send, "rewritten": check_rewritten, "unchanged": check_unchanged,
-              "explain": explain}[args.cmd](args)
+              "explain": explain, "rcpt": rcpt, "footer": check_footer}[args.cmd](args)
     for line in errors:
         print(line, file=sys.stderr)
     sys.exit(1 if errors else 0)

@@ -25,6 +25,9 @@ TREE=$(unpack_debs exim exim4-daemon-light exim4-base libidn12) ||
 chmod u-s "$TREE/usr/sbin/exim4"
 
 EX=$WORK/exim
+# The filter runs as Debian-exim, which may not be allowed into the source tree: give it
+# a copy of the binary under the run directory.
+install -m 755 "$PLAINBOUNCE" "$WORK/plainbounce"
 SMTP_PORT=$(free_port)
 MSG=$E2E_DIR/messages
 MAILDIR=$EX/mail
@@ -39,7 +42,7 @@ configure_exim() {
     mkdir -p "$EX/spool" "$EX/log" "$MAILDIR"
     chown Debian-exim:Debian-exim "$EX/spool" "$EX/log" "$MAILDIR"
     cat >"$EX/exim.conf" <<EOF
-PLAINBOUNCE = $PLAINBOUNCE
+PLAINBOUNCE = $WORK/plainbounce
 exim_path = $TREE/usr/sbin/exim4
 keep_environment = LD_LIBRARY_PATH
 spool_directory = $EX/spool

@@ -6,8 +6,26 @@
 
 E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$E2E_DIR/../.." && pwd)
-# Downloaded .debs and the private trees they unpack into (kept between runs, in target/).
-CACHE=${E2E_CACHE:-$REPO/target/e2e}
+# True if other users may pass through every directory from / down to $1.
+world_traversable() {
+    local d=$1
+    while [ "$d" != / ]; do
+        [ -n "$(find "$d" -maxdepth 0 -perm -o+x)" ] || return 1
+        d=$(dirname "$d")
+    done
+}
+
+# Downloaded .debs, the private trees they unpack into, and each run's directory. The
+# MTAs' unprivileged users run binaries and write mail there, so every directory above
+# must let them through: target/e2e/ when it does (kept between runs), else a directory
+# of our own under /var/lib, which run-all.sh removes at the end.
+if [ -n "${E2E_CACHE:-}" ]; then
+    CACHE=$E2E_CACHE
+elif world_traversable "$REPO/target"; then
+    CACHE=$REPO/target/e2e
+else
+    CACHE=/var/lib/plainbounce-e2e
+fi
 PLAINBOUNCE=${PLAINBOUNCE:-$REPO/target/release/plainbounce}
 # The user that owns the MTAs' queues and mailboxes during the tests.
 E2E_USER=pbe2e
@@ -144,8 +162,18 @@ ensure_system_user() {
     if ! getent passwd "$1" >/dev/null; then
         useradd --system --user-group --no-create-home --home-dir /nonexistent \
             --shell /usr/sbin/nologin "$1" || return 1
-        on_exit "userdel '$1'; groupdel '$1'"
+        on_exit "remove_system_user '$1'"
     fi
+}
+
+# userdel refuses while a process of the user lives; the MTAs' children may take a moment.
+remove_system_user() {
+    local i
+    for ((i = 0; i < 50; i++)); do
+        userdel "$1" 2>/dev/null && break
+        sleep 0.2
+    done
+    ! getent group "$1" >/dev/null || groupdel "$1"
 }
 
 # The test user and set-gid group, created if missing and removed at exit if we made them.
@@ -197,4 +225,61 @@ smtp_send() {
 show_log() {
     [ -f "$1" ] && { echo "    --- $1 (last ${2:-30} lines)"; tail -n "${2:-30}" "$1" | sed 's/^/    /'; }
     return 0
+}
+
+# ---- A private Postfix instance (postfix.sh, footers.sh)
+
+# Debian's postfix package unpacked into $TREE; `pf` runs its commands.
+postfix_tree() {
+    TREE=$(unpack_debs postfix postfix) || return 1
+    # Debian keeps these under /usr/share/postfix; Postfix looks for them in meta_directory.
+    cp -n "$TREE"/usr/share/postfix/{dynamicmaps.cf,makedefs.out} "$TREE/etc/postfix/"
+    cp -n "$TREE/usr/share/postfix/main.cf.dist" "$TREE/etc/postfix/main.cf.proto"
+    cp -n "$TREE/usr/share/postfix/master.cf.dist" "$TREE/etc/postfix/master.cf.proto"
+}
+
+pf() { LD_LIBRARY_PATH=$TREE/usr/lib/postfix "$TREE/usr/sbin/$1" "${@:2}"; }
+
+# The base of a private instance under $PF with its configuration in $CONF: paths into
+# $TREE, owned by the test user, smtpd unchrooted on 127.0.0.1:$SMTP_PORT, no TLS,
+# log in $PF/maillog, mailboxes under $MAILDIR. Each part adds its own settings.
+postfix_base_config() {
+    mkdir -p "$CONF" "$PF/spool" "$PF/data" "$MAILDIR"
+    chown "$E2E_USER:$E2E_USER" "$MAILDIR" "$PF/data"
+    : >"$CONF/main.cf"
+    # The smtpd listener on a private port; no chroot (the private tree has no jail).
+    sed -E "s/^smtp( +)inet /127.0.0.1:$SMTP_PORT inet /" \
+        "$TREE/usr/share/postfix/master.cf.dist" >"$CONF/master.cf"
+    pf postconf -c "$CONF" -F '*/*/chroot = n'
+    pf postconf -c "$CONF" -e \
+        "compatibility_level = 3.6" \
+        "queue_directory = $PF/spool" \
+        "data_directory = $PF/data" \
+        "daemon_directory = $TREE/usr/lib/postfix/sbin" \
+        "command_directory = $TREE/usr/sbin" \
+        "shlib_directory = $TREE/usr/lib/postfix" \
+        "meta_directory = $TREE/etc/postfix" \
+        "sendmail_path = $TREE/usr/sbin/sendmail" \
+        "import_environment = MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C LD_LIBRARY_PATH=$TREE/usr/lib/postfix" \
+        "mail_owner = $E2E_USER" \
+        "setgid_group = $E2E_DROP_GROUP" \
+        "maillog_file_prefixes = $PF" \
+        "maillog_file = $PF/maillog" \
+        "inet_interfaces = 127.0.0.1" \
+        "inet_protocols = ipv4" \
+        "myhostname = mx.local.test" \
+        "mydomain = local.test" \
+        "myorigin = local.test" \
+        "alias_maps =" \
+        "alias_database =" \
+        "smtp_tls_security_level = none" \
+        "smtpd_tls_security_level = none" \
+        "biff = no"
+}
+
+# Start the instance in $CONF (stopped at exit) and wait for its smtpd.
+start_postfix() {
+    on_exit "LD_LIBRARY_PATH='$TREE/usr/lib/postfix' '$TREE/usr/sbin/postfix' -c '$CONF' stop"
+    pf postfix -c "$CONF" start >"$PF/start.log" 2>&1 || { cat "$PF/start.log"; return 1; }
+    wait_port "$SMTP_PORT" 30
 }

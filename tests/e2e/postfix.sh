@@ -32,11 +32,7 @@ wants() { [[ " $ONLY " == *" $1 "* ]]; }
 note "Postfix (Debian package postfix, private tree)"
 make_workdir postfix
 ensure_test_user
-TREE=$(unpack_debs postfix postfix) || { fail "postfix: unpack the Debian package"; summary; exit 1; }
-# Debian keeps these under /usr/share/postfix; Postfix looks for them in meta_directory.
-cp -n "$TREE"/usr/share/postfix/{dynamicmaps.cf,makedefs.out} "$TREE/etc/postfix/"
-cp -n "$TREE/usr/share/postfix/main.cf.dist" "$TREE/etc/postfix/main.cf.proto"
-cp -n "$TREE/usr/share/postfix/master.cf.dist" "$TREE/etc/postfix/master.cf.proto"
+postfix_tree || { fail "postfix: unpack the Debian package"; summary; exit 1; }
 
 PF=$WORK/postfix
 CONF=$PF/etc
@@ -47,42 +43,14 @@ MSG=$E2E_DIR/messages
 MAILDIR=$PF/mail
 MAILBOXES="alice dsn-smtp ordinary down-dsn down-ordinary carl dora"
 
-pf() { LD_LIBRARY_PATH=$TREE/usr/lib/postfix "$TREE/usr/sbin/$1" "${@:2}"; }
-
 configure_postfix() {
-    mkdir -p "$CONF" "$PF/spool" "$PF/data" "$MAILDIR"
-    chown "$E2E_USER:$E2E_USER" "$MAILDIR" "$PF/data"
-    : >"$CONF/main.cf"
-    # The smtpd listener on a private port; no chroot (the private tree has no jail).
-    sed -E "s/^smtp( +)inet /127.0.0.1:$SMTP_PORT inet /" \
-        "$TREE/usr/share/postfix/master.cf.dist" >"$CONF/master.cf"
+    postfix_base_config
     # Each test's recipient gets its own Maildir, named after the local part.
     local box
     for box in $MAILBOXES; do echo "$box@local.test $box/"; done >"$CONF/mailboxes"
-    pf postconf -c "$CONF" -F '*/*/chroot = n'
     pf postconf -c "$CONF" -e \
-        "compatibility_level = 3.6" \
-        "queue_directory = $PF/spool" \
-        "data_directory = $PF/data" \
-        "daemon_directory = $TREE/usr/lib/postfix/sbin" \
-        "command_directory = $TREE/usr/sbin" \
-        "shlib_directory = $TREE/usr/lib/postfix" \
-        "meta_directory = $TREE/etc/postfix" \
-        "sendmail_path = $TREE/usr/sbin/sendmail" \
-        "import_environment = MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C LD_LIBRARY_PATH=$TREE/usr/lib/postfix" \
-        "mail_owner = $E2E_USER" \
-        "setgid_group = $E2E_DROP_GROUP" \
-        "maillog_file_prefixes = $PF" \
-        "maillog_file = $PF/maillog" \
-        "inet_interfaces = 127.0.0.1" \
-        "inet_protocols = ipv4" \
-        "myhostname = mx.local.test" \
-        "mydomain = local.test" \
-        "myorigin = local.test" \
         "mydestination =" \
         "mynetworks = 127.0.0.0/8" \
-        "alias_maps =" \
-        "alias_database =" \
         "local_recipient_maps =" \
         "virtual_mailbox_domains = local.test" \
         "virtual_mailbox_base = $MAILDIR" \
@@ -90,13 +58,10 @@ configure_postfix() {
         "virtual_uid_maps = static:$E2E_UID" \
         "virtual_gid_maps = static:$E2E_GID" \
         "relayhost = [127.0.0.1]:$FAKE_PORT" \
-        "smtp_tls_security_level = none" \
-        "smtpd_tls_security_level = none" \
         "queue_run_delay = 1s" \
         "minimal_backoff_time = 1s" \
         "maximal_backoff_time = 2s" \
-        "delay_warning_time = 1s" \
-        "biff = no"
+        "delay_warning_time = 1s"
     # The milter settings exactly as packaging/postfix/main.cf.snippet has them; only the
     # address is moved to this run's private port.
     local line
@@ -104,12 +69,6 @@ configure_postfix() {
         case $line in '' | '#'*) continue ;; esac
         pf postconf -c "$CONF" -e "${line//127.0.0.1:8890/127.0.0.1:$MILTER_PORT}"
     done <"$SNIPPET"
-}
-
-start_postfix() {
-    on_exit "LD_LIBRARY_PATH='$TREE/usr/lib/postfix' '$TREE/usr/sbin/postfix' -c '$CONF' stop"
-    pf postfix -c "$CONF" start >"$PF/start.log" 2>&1 || { cat "$PF/start.log"; return 1; }
-    wait_port "$SMTP_PORT" 30
 }
 
 # Wait for the one message in mailbox $1 and print its path.

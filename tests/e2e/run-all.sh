@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # Every end-to-end test against the real MTAs from Debian's packages, one after another:
-# Postfix, Sendmail, Exim (each unpacked into a private tree under target/e2e/, run on
-# 127.0.0.1 and private ports, stopped and cleaned up afterwards), then the Debian package
-# (built, installed, tested against Postfix, purged).
+# Postfix (bounces, then reply footers), Sendmail, Exim (each unpacked into a private tree
+# under target/e2e/, run on 127.0.0.1 and private ports, stopped and cleaned up
+# afterwards), then the Debian package (built, installed, tested against Postfix, purged).
 #
 # Runs as root, non-interactively (CI=true is fine). Prints PASS:/FAIL: lines and, last,
 # exactly "N passed, N failed"; exits non-zero if anything failed.
 #
-#   E2E_ONLY="postfix exim"   run only these parts (postfix sendmail exim deb)
+#   E2E_ONLY="postfix exim"   run only these parts (postfix footers sendmail exim deb)
 #   E2E_KEEP=1                keep the run directories under target/e2e/run/ for a look
 set -uo pipefail
 E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$E2E_DIR/../.." && pwd)
-PARTS=${E2E_ONLY:-postfix sendmail exim deb}
+PARTS=${E2E_ONLY:-postfix footers sendmail exim deb}
 export DEBIAN_FRONTEND=noninteractive
 export PLAINBOUNCE=${PLAINBOUNCE:-$REPO/target/release/plainbounce}
 
@@ -56,6 +56,9 @@ for part in $PARTS; do
     failed=$((failed + f))
     rm -f "$log"
 done
+
+# The fallback cache (see lib.sh) is ours alone: leave nothing behind.
+rm -rf /var/lib/plainbounce-e2e
 
 echo "---- end-to-end tests took $(($(date +%s) - started)) s"
 echo "$passed passed, $failed failed"
