@@ -15,7 +15,12 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<ExitCode> {
     let name = args.file.as_ref().map_or_else(|| "built-in configuration".to_string(), |p| p.display().to_string());
-    let checked = args.file.as_deref().map_or_else(|| Ok(Config::embedded()), Config::load).and_then(Engine::new);
+    let checked = args
+        .file
+        .as_deref()
+        .map_or_else(|| Ok(Config::embedded()), Config::load)
+        .and_then(Engine::new)
+        .and_then(|e| e.kb().compile_all().map(|()| e));
     let engine = match checked {
         Ok(e) => e,
         Err(e) => {

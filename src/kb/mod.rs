@@ -8,13 +8,14 @@
 
 mod builtin;
 mod load;
+mod matcher;
 mod model;
 
 pub use load::REASONS;
 pub use model::{Cause, Evidence, Rule, Texts, Who};
 
 use anyhow::{bail, Context, Result};
-use regex::{RegexSet, RegexSetBuilder};
+use matcher::Matcher;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -47,7 +48,7 @@ pub struct KnowledgeBase {
     /// Cause index of each rule.
     rule_cause: Vec<usize>,
     /// Patterns of the text rules, in the order of `pattern_rules`.
-    patterns: RegexSet,
+    patterns: Matcher,
     pattern_rules: Vec<usize>,
     /// Rules without a pattern.
     code_rules: Vec<usize>,
@@ -85,18 +86,10 @@ impl KnowledgeBase {
         }
         let (pattern_rules, code_rules): (Vec<usize>, Vec<usize>) =
             (0..merged.rules.len()).partition(|&i| merged.rules[i].pattern.is_some());
-        for &i in &pattern_rules {
+        let patterns = Matcher::new(pattern_rules.iter().map(|&i| {
             let r = &merged.rules[i];
-            regex::RegexBuilder::new(r.pattern.as_deref().unwrap_or_default())
-                .case_insensitive(true)
-                .build()
-                .with_context(|| format!("rule {}: invalid pattern", r.id))?;
-        }
-        let patterns = RegexSetBuilder::new(pattern_rules.iter().map(|&i| merged.rules[i].pattern.as_deref().unwrap_or_default()))
-            .case_insensitive(true)
-            .size_limit(64 << 20)
-            .build()
-            .context("compiling knowledge-base patterns")?;
+            (r.id.as_str(), r.pattern.as_deref().unwrap_or_default())
+        }))?;
         Ok(KnowledgeBase {
             causes: merged.causes,
             cause_index,
@@ -106,6 +99,17 @@ impl KnowledgeBase {
             pattern_rules,
             code_rules,
         })
+    }
+
+    /// Compile every pattern now, so that one too big to compile is reported (patterns are
+    /// otherwise compiled on first use; their syntax is checked when loading).
+    pub fn compile_all(&self) -> Result<()> {
+        self.patterns.compile_all()
+    }
+
+    /// How many text rules have no literal for the scanner (tried on every text).
+    pub fn unfiltered_patterns(&self) -> usize {
+        self.patterns.unfiltered()
     }
 
     pub fn causes(&self) -> &[Cause] {
@@ -122,7 +126,7 @@ impl KnowledgeBase {
 
     /// The most specific rule matching `q`, if any.
     pub fn lookup(&self, q: &Query) -> Option<Match<'_>> {
-        let text_hits = self.patterns.matches(q.text).into_iter().map(|k| self.pattern_rules[k]);
+        let text_hits = self.patterns.matching(q.text).into_iter().map(|k| self.pattern_rules[k]);
         let best = text_hits
             .chain(self.code_rules.iter().copied())
             .filter(|&i| constraints_hold(&self.rules[i], q))
@@ -236,6 +240,35 @@ fn status_pattern_valid(p: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The scanner only skips regexes that cannot match: on every example of every rule
+    /// and every line of every corpus message, the patterns found are those whose regex
+    /// matches (each compiled on its own and run on the text).
+    #[test]
+    fn scanner_finds_every_pattern_that_matches() {
+        let kb = KnowledgeBase::builtin().unwrap();
+        let regexes: Vec<regex::Regex> = kb
+            .pattern_rules
+            .iter()
+            .map(|&i| regex::RegexBuilder::new(kb.rules[i].pattern.as_deref().unwrap()).case_insensitive(true).build().unwrap())
+            .collect();
+        let mut texts: Vec<String> = kb.rules.iter().flat_map(|r| r.examples.clone()).collect();
+        let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/emails");
+        for entry in std::fs::read_dir(&corpus).into_iter().flatten().flatten() {
+            if let Ok(raw) = std::fs::read(entry.path()) {
+                texts.extend(String::from_utf8_lossy(&raw).lines().map(String::from));
+            }
+        }
+        assert!(texts.len() > 10_000, "corpus not found at {}: only {} texts", corpus.display(), texts.len());
+        let mut matched = 0;
+        for text in &texts {
+            let expected: Vec<usize> = (0..regexes.len()).filter(|&k| regexes[k].is_match(text)).collect();
+            assert_eq!(kb.patterns.matching(text), expected, "text {text:?}");
+            matched += usize::from(!expected.is_empty());
+        }
+        assert!(matched > 500, "only {matched} texts matched any pattern: the comparison says little");
+        assert!(kb.unfiltered_patterns() * 10 < kb.pattern_rules.len(), "{} patterns escape the scanner", kb.unfiltered_patterns());
+    }
 
     #[test]
     fn status_patterns() {

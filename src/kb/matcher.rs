@@ -1,0 +1,218 @@
+//! Which knowledge-base patterns match a text, fast.
+//!
+//! One overlapping `RegexSet` over all patterns must run every pattern to the end of the
+//! text, and with ~200 case-insensitive patterns its lazy DFA thrashes and falls back to
+//! the PikeVM (≈ 2 ms per new text). Instead, a literal that every match of a pattern must
+//! begin (or end) with is taken from each pattern, and one Aho-Corasick scan over the text
+//! finds the few patterns whose literals occur; only those run their own regex. Regexes
+//! are compiled on first use, so start-up pays only for the scanner.
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use anyhow::{Context, Result};
+use regex::{Regex, RegexBuilder};
+use regex_syntax::hir::literal::{Extractor, ExtractKind, Seq};
+use regex_syntax::hir::Hir;
+use regex_syntax::ParserBuilder;
+use std::sync::OnceLock;
+
+/// Compiled size limit of one pattern (the regex crate's default is 10 MB).
+const SIZE_LIMIT: usize = 16 << 20;
+
+/// Literals shorter than this select too little to be worth scanning for.
+const MIN_LITERAL: usize = 3;
+
+/// Characters outside ASCII that case-insensitive matching folds ASCII letters to: the
+/// Kelvin sign (k) and the long s (s). The scanner folds ASCII case only, so a text with
+/// either one runs every pattern (see the test `ascii_letters_fold_only_to_kelvin_and_long_s`).
+const NON_ASCII_FOLDS: [char; 2] = ['\u{212A}', '\u{17F}'];
+
+/// The patterns of the text rules, each compiled on first use.
+pub struct Matcher {
+    sources: Vec<String>,
+    compiled: Vec<OnceLock<Option<Regex>>>,
+    scanner: AhoCorasick,
+    /// Pattern index of each scanner literal.
+    literal_owner: Vec<usize>,
+    /// Patterns without a usable literal: tried on every text.
+    always: Vec<usize>,
+}
+
+impl Matcher {
+    /// Check every pattern's syntax and build the scanner. `names` label errors.
+    pub fn new<'a>(patterns: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Matcher> {
+        let mut sources = Vec::new();
+        let mut literals: Vec<String> = Vec::new();
+        let mut literal_owner = Vec::new();
+        let mut always = Vec::new();
+        for (i, (name, pattern)) in patterns.into_iter().enumerate() {
+            match required_literals(pattern).with_context(|| format!("rule {name}: invalid pattern"))? {
+                Some(lits) => {
+                    literal_owner.extend(std::iter::repeat_n(i, lits.len()));
+                    literals.extend(lits);
+                }
+                None => always.push(i),
+            }
+            sources.push(pattern.to_string());
+        }
+        let scanner = AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .match_kind(MatchKind::Standard)
+            .build(&literals)
+            .context("building the knowledge-base scanner")?;
+        let compiled = sources.iter().map(|_| OnceLock::new()).collect();
+        Ok(Matcher { sources, compiled, scanner, literal_owner, always })
+    }
+
+    pub fn len(&self) -> usize {
+        self.sources.len()
+    }
+
+    /// Patterns tried on every text because no literal could be taken from them.
+    pub fn unfiltered(&self) -> usize {
+        self.always.len()
+    }
+
+    /// Indices of the patterns that match `text`, in ascending order.
+    pub fn matching(&self, text: &str) -> Vec<usize> {
+        self.candidates(text).into_iter().filter(|&i| self.regex(i).is_some_and(|re| re.is_match(text))).collect()
+    }
+
+    /// Compile every pattern now (for `check-config`): a pattern that passes the syntax
+    /// check can still be too big to compile.
+    pub fn compile_all(&self) -> Result<()> {
+        for (i, src) in self.sources.iter().enumerate() {
+            compile(src).with_context(|| format!("pattern {src:?}"))?;
+            let _ = self.regex(i);
+        }
+        Ok(())
+    }
+
+    /// Patterns whose literals occur in `text`, plus those without literals.
+    fn candidates(&self, text: &str) -> Vec<usize> {
+        if text.contains(NON_ASCII_FOLDS) {
+            return (0..self.len()).collect();
+        }
+        let mut hit = vec![false; self.len()];
+        for &i in &self.always {
+            hit[i] = true;
+        }
+        for m in self.scanner.find_overlapping_iter(text) {
+            hit[self.literal_owner[m.pattern().as_usize()]] = true;
+        }
+        (0..self.len()).filter(|&i| hit[i]).collect()
+    }
+
+    fn regex(&self, i: usize) -> Option<&Regex> {
+        self.compiled[i]
+            .get_or_init(|| match compile(&self.sources[i]) {
+                Ok(re) => Some(re),
+                Err(e) => {
+                    // Syntax was checked at load time; only a size limit can end here.
+                    tracing::error!(pattern = %self.sources[i], error = %e, "knowledge-base pattern does not compile; rule ignored");
+                    None
+                }
+            })
+            .as_ref()
+    }
+}
+
+fn compile(pattern: &str) -> Result<Regex, regex::Error> {
+    RegexBuilder::new(pattern).case_insensitive(true).size_limit(SIZE_LIMIT).build()
+}
+
+/// Literals one of which every match of `pattern` contains (its prefixes or its
+/// suffixes, whichever select better), or `None` when no such finite set of useful
+/// literals exists. Taken from the case-sensitive form: the scanner folds ASCII case
+/// itself, and a literal with non-ASCII letters (whose case it cannot fold) gives `None`.
+fn required_literals(pattern: &str) -> Result<Option<Vec<String>>> {
+    // Syntax as the regex will see it (case-insensitive), so errors are reported here.
+    ParserBuilder::new().case_insensitive(true).build().parse(pattern)?;
+    let hir = ParserBuilder::new().build().parse(pattern)?;
+    let best = [ExtractKind::Prefix, ExtractKind::Suffix]
+        .into_iter()
+        .filter_map(|kind| usable(extract(&hir, kind)))
+        .max_by_key(|lits| lits.iter().map(String::len).min().unwrap_or(0));
+    Ok(best)
+}
+
+fn extract(hir: &Hir, kind: ExtractKind) -> Seq {
+    let mut ex = Extractor::new();
+    let prefix = matches!(kind, ExtractKind::Prefix);
+    ex.kind(kind).limit_class(4).limit_repeat(4).limit_literal_len(24).limit_total(200);
+    let mut seq = ex.extract(hir);
+    if prefix {
+        seq.optimize_for_prefix_by_preference();
+    } else {
+        seq.optimize_for_suffix_by_preference();
+    }
+    seq
+}
+
+/// The literals of `seq` as strings, if all are long enough, ASCII and the set finite.
+fn usable(seq: Seq) -> Option<Vec<String>> {
+    let lits = seq.literals()?;
+    if lits.is_empty() {
+        // A pattern that can never match (e.g. `[^\s\S]`): nothing to scan for.
+        return Some(Vec::new());
+    }
+    lits.iter()
+        .map(|l| l.as_bytes())
+        .map(|b| (b.len() >= MIN_LITERAL && b.is_ascii()).then(|| String::from_utf8_lossy(b).into_owned()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matcher(patterns: &[&str]) -> Matcher {
+        Matcher::new(patterns.iter().map(|p| ("t", *p))).unwrap()
+    }
+
+    #[test]
+    fn finds_what_the_regexes_find() {
+        let m = matcher(&[r"\brelay(ing)? (access )?denied\b", r"user unknown|no such user", r"^\d+ x", "(?:q|j)z"]);
+        assert_eq!(m.matching("554 5.7.1 Relay access DENIED"), vec![0]);
+        assert_eq!(m.matching("550 No Such User here; user unknown"), vec![1]);
+        assert_eq!(m.matching("550 x"), vec![2]);
+        assert_eq!(m.matching("nothing here"), Vec::<usize>::new());
+        assert_eq!(m.unfiltered(), 2, "`^\\d+ x` and `(?:q|j)z` have no literal of 3 bytes");
+    }
+
+    #[test]
+    fn literal_found_but_regex_decides() {
+        let m = matcher(&[r"\bdenied\b"]);
+        assert!(m.matching("undeniedly").is_empty());
+        assert_eq!(m.matching("is denied."), vec![0]);
+    }
+
+    #[test]
+    fn non_ascii_letters_and_case_folds() {
+        // 'ä' cannot be folded by the scanner: the pattern is tried on every text.
+        let m = matcher(&["empfänger unbekannt", "mailbox unknown"]);
+        assert_eq!(m.matching("EMPFÄNGER UNBEKANNT"), vec![0]);
+        // The Kelvin sign folds to k, the long s to s, in the regex: still found.
+        assert_eq!(m.matching("mailbox un\u{212A}nown"), vec![1]);
+        assert_eq!(m.matching("mailbox unknown"), vec![1]);
+    }
+
+    #[test]
+    fn invalid_patterns_are_refused_at_load() {
+        let err = Matcher::new([("r1", "unclosed (group")]).err().expect("refused");
+        assert!(format!("{err:#}").contains("rule r1"), "{err:#}");
+    }
+
+    /// The scanner's premise: case-insensitively, an ASCII letter matches no non-ASCII
+    /// character but those in `NON_ASCII_FOLDS`.
+    #[test]
+    fn ascii_letters_fold_only_to_kelvin_and_long_s() {
+        for letter in b'a'..=b'z' {
+            let re = RegexBuilder::new(&format!("^{}$", letter as char)).case_insensitive(true).build().unwrap();
+            for c in (0x80..=0x10FFFFu32).filter_map(char::from_u32) {
+                if re.is_match(c.encode_utf8(&mut [0; 4])) {
+                    assert!(NON_ASCII_FOLDS.contains(&c), "{} folds to {c:?}", letter as char);
+                }
+            }
+        }
+    }
+}
