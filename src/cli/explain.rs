@@ -5,9 +5,11 @@ use plainbounce::classify::{self, Explanation};
 use plainbounce::dsn::{self, Bounce, Detection, RecipientFacts};
 use plainbounce::kb::KnowledgeBase;
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::{Condvar, Mutex};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -24,6 +26,9 @@ pub struct Args {
     /// TO), as the Postfix reply footers do: "Relay access denied" then means "log in".
     #[arg(long)]
     smtpd: bool,
+    /// Files explained at once (default: one per CPU). The output keeps the files' order.
+    #[arg(long, value_name = "N")]
+    jobs: Option<usize>,
     /// Extra knowledge-base files that extend or override the built-in one.
     #[arg(long = "kb", value_name = "FILE")]
     kb_files: Vec<PathBuf>,
@@ -94,21 +99,105 @@ fn write_human(out: &mut impl Write, e: &Explanation, lang: &str, indent: &str) 
 }
 
 fn explain_files(kb: &KnowledgeBase, args: &Args, out: &mut impl Write) -> Result<ExitCode> {
+    let paths = expand(&args.files);
+    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).clamp(1, paths.len().max(1));
     let mut failed = false;
-    for path in expand(&args.files) {
-        let name = path.display().to_string();
-        match read_input(&path) {
-            Ok(raw) => explain_message(kb, args, &name, &raw, out)?,
-            Err(e) => {
-                failed = true;
-                eprintln!("plainbounce: {name}: {e}");
-                if args.json {
-                    writeln!(out, "{}", json!({"file": name, "error": e.to_string()}))?;
-                }
-            }
+    in_order(&paths, jobs, |path| explain_file(kb, args, path), |done| {
+        if let Some(err) = &done.error {
+            failed = true;
+            eprintln!("plainbounce: {}: {err}", done.name);
         }
-    }
+        out.write_all(&done.output)
+    })?;
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// One file's explanation, ready to print.
+struct Explained {
+    name: String,
+    output: Vec<u8>,
+    error: Option<String>,
+}
+
+fn explain_file(kb: &KnowledgeBase, args: &Args, path: &Path) -> Explained {
+    let name = path.display().to_string();
+    let mut output = Vec::new();
+    let error = match read_input(path) {
+        Ok(raw) => explain_message(kb, args, &name, &raw, &mut output).err().map(|e| e.to_string()),
+        Err(e) => {
+            if args.json {
+                let _ = writeln!(output, "{}", json!({"file": name, "error": e.to_string()}));
+            }
+            Some(e.to_string())
+        }
+    };
+    Explained { name, output, error }
+}
+
+/// Run `work` on every item on `jobs` threads and hand the results to `emit` in the
+/// items' order. A worker takes an item only while it is fewer than `window` ahead of the
+/// last one emitted, so memory stays bounded however many items there are.
+fn in_order<T: Sync, R: Send>(
+    items: &[T],
+    jobs: usize,
+    work: impl Fn(&T) -> R + Sync,
+    mut emit: impl FnMut(R) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    if jobs <= 1 {
+        return items.iter().try_for_each(|item| emit(work(item)));
+    }
+    let window = jobs * 16;
+    // (next item to take, items emitted so far, stop)
+    let state = Mutex::new((0usize, 0usize, false));
+    let moved = Condvar::new();
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, R)>();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            let tx = tx.clone();
+            let (state, moved, work) = (&state, &moved, &work);
+            scope.spawn(move || loop {
+                let i = {
+                    let mut s = moved.wait_while(state.lock().unwrap(), |s| !s.2 && s.0 >= s.1 + window).unwrap();
+                    if s.2 || s.0 >= items.len() {
+                        return;
+                    }
+                    s.0 += 1;
+                    s.0 - 1
+                };
+                if tx.send((i, work(&items[i]))).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(tx);
+        let result = emit_in_order(rx, &mut emit, |emitted| {
+            state.lock().unwrap().1 = emitted;
+            moved.notify_all();
+        });
+        // On a write error, let the workers go.
+        state.lock().unwrap().2 = true;
+        moved.notify_all();
+        result
+    })
+}
+
+/// Results as they come, emitted in index order; `progress` hears the count emitted.
+fn emit_in_order<R>(
+    rx: std::sync::mpsc::Receiver<(usize, R)>,
+    emit: &mut impl FnMut(R) -> std::io::Result<()>,
+    progress: impl Fn(usize),
+) -> std::io::Result<()> {
+    let mut waiting = BTreeMap::new();
+    let mut want = 0;
+    for (i, r) in rx {
+        waiting.insert(i, r);
+        while let Some(r) = waiting.remove(&want) {
+            emit(r)?;
+            want += 1;
+        }
+        progress(want);
+    }
+    Ok(())
 }
 
 fn explain_message(kb: &KnowledgeBase, args: &Args, name: &str, raw: &[u8], out: &mut impl Write) -> Result<()> {
@@ -180,4 +269,55 @@ fn read_input(path: &Path) -> std::io::Result<Vec<u8>> {
         return Ok(buf);
     }
     std::fs::read(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn results_come_in_order_and_workers_stay_within_the_window() {
+        let items: Vec<usize> = (0..500).collect();
+        let emitted = AtomicUsize::new(0);
+        let furthest_ahead = AtomicUsize::new(0);
+        let mut out = Vec::new();
+        in_order(
+            &items,
+            3,
+            |&i| {
+                // Uneven work, so results arrive out of order.
+                std::thread::sleep(std::time::Duration::from_micros(((i * 7919) % 13) as u64 * 50));
+                furthest_ahead.fetch_max(i.saturating_sub(emitted.load(Ordering::SeqCst)), Ordering::SeqCst);
+                i * 2
+            },
+            |r| {
+                out.push(r);
+                emitted.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(out, items.iter().map(|i| i * 2).collect::<Vec<_>>());
+        let ahead = furthest_ahead.load(Ordering::SeqCst);
+        assert!(ahead > 0 && ahead <= 3 * 16, "a worker ran {ahead} items ahead");
+    }
+
+    #[test]
+    fn a_write_error_stops_the_workers() {
+        let items: Vec<usize> = (0..10_000).collect();
+        let worked = AtomicUsize::new(0);
+        let err = in_order(
+            &items,
+            2,
+            |&i| {
+                worked.fetch_add(1, Ordering::SeqCst);
+                i
+            },
+            |i| if i == 5 { Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe)) } else { Ok(()) },
+        )
+        .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe);
+        assert!(worked.load(Ordering::SeqCst) < 200, "workers went on: {}", worked.load(Ordering::SeqCst));
+    }
 }
