@@ -8,6 +8,7 @@ pub mod classify;
 pub mod codes;
 pub mod dsn;
 pub mod kb;
+pub(crate) mod patterns;
 pub mod config;
 pub mod engine;
 pub mod logging;

@@ -4,7 +4,7 @@
 use super::original;
 use super::text::{truncate, MAX_TEXT};
 use super::OriginalMessage;
-use mail_parser::{Message, MessageParser, MimeHeaders, PartType};
+use mail_parser::{HeaderName, Message, MessageParser, MimeHeaders, PartType};
 use regex::Regex;
 use std::sync::LazyLock;
 
@@ -50,8 +50,19 @@ pub(crate) struct Headers {
 }
 
 /// Parse a message; `None` when it has no header at all.
+/// The parser for bounces: MIME headers, and the only others read through mail-parser
+/// (From, To, Subject); the rest are read raw from their offsets. By default mail-parser
+/// parses every known header, `Received:` lines too (a fifth of the parse, for nothing).
+pub(crate) static PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
+    MessageParser::new()
+        .with_mime_headers()
+        .header_address(HeaderName::From)
+        .header_address(HeaderName::To)
+        .header_text(HeaderName::Subject)
+});
+
 pub(crate) fn view(raw: &[u8]) -> Option<View> {
-    let msg = MessageParser::default().parse(raw)?;
+    let msg = PARSER.parse(raw)?;
     if msg.headers().is_empty() {
         return None;
     }
@@ -186,25 +197,26 @@ fn headers(msg: &Message) -> Headers {
     let raw = msg.raw_message();
     for header in msg.headers() {
         let name = header.name().to_ascii_lowercase();
-        let value = raw.get(header.offset_start as usize..header.offset_end as usize).unwrap_or_default();
-        let value = super::reply::sanitize(&String::from_utf8_lossy(value));
+        let bytes = raw.get(header.offset_start as usize..header.offset_end as usize).unwrap_or_default();
+        // Cleaned only for the fields read here: a message has dozens of others.
+        let value = || super::reply::sanitize(&String::from_utf8_lossy(bytes));
         match name.as_str() {
             "return-path" => {
-                h.return_path.get_or_insert(value);
+                h.return_path.get_or_insert_with(value);
             }
             "x-failed-recipients" => h.failed_recipients.extend(
-                super::address::ADDRESS.find_iter(&value).map(|m| m.as_str().to_string()).take(500),
+                super::address::ADDRESS.find_iter(&value()).map(|m| m.as_str().to_string()).take(500),
             ),
             "auto-submitted" => {
-                h.auto_submitted.get_or_insert(value.to_ascii_lowercase());
+                h.auto_submitted.get_or_insert_with(|| value().to_ascii_lowercase());
             }
             "precedence" => {
-                h.precedence.get_or_insert(value.to_ascii_lowercase());
+                h.precedence.get_or_insert_with(|| value().to_ascii_lowercase());
             }
             "x-autoreply" | "x-autorespond" | "x-autoresponder" => h.autoreply = true,
-            "x-apple-unsubscribe" => h.apple_unsubscribe = value.eq_ignore_ascii_case("true"),
+            "x-apple-unsubscribe" => h.apple_unsubscribe = value().eq_ignore_ascii_case("true"),
             "x-apple-action" => {
-                h.apple_action.get_or_insert(value.to_ascii_lowercase());
+                h.apple_action.get_or_insert_with(|| value().to_ascii_lowercase());
             }
             _ => {}
         }

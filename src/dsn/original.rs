@@ -3,7 +3,7 @@
 
 use super::reply::sanitize;
 use super::OriginalMessage;
-use mail_parser::{Address, Message, MessageParser};
+use mail_parser::{Address, Message};
 
 /// Headers of the returned message that some reports need beyond `OriginalMessage`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -39,14 +39,14 @@ pub(crate) fn extra_from_message(msg: &Message, outer: &[u8]) -> Extra {
 
 /// Headers given as text (a text/rfc822-headers part, or an inline copy).
 pub(crate) fn from_header_text(text: &str) -> OriginalMessage {
-    match MessageParser::default().parse_headers(text.as_bytes()) {
+    match super::mime::PARSER.parse_headers(text.as_bytes()) {
         Some(msg) => from_message(&msg, text.as_bytes()),
         None => OriginalMessage::default(),
     }
 }
 
 pub(crate) fn extra_from_header_text(text: &str) -> Extra {
-    match MessageParser::default().parse_headers(text.as_bytes()) {
+    match super::mime::PARSER.parse_headers(text.as_bytes()) {
         Some(msg) => extra_from_message(&msg, text.as_bytes()),
         None => Extra::default(),
     }

@@ -8,14 +8,13 @@
 
 mod builtin;
 mod load;
-mod matcher;
 mod model;
 
 pub use load::REASONS;
 pub use model::{Cause, Evidence, Rule, Texts, Who};
 
 use anyhow::{bail, Context, Result};
-use matcher::Matcher;
+use crate::patterns::PatternSet;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -48,7 +47,7 @@ pub struct KnowledgeBase {
     /// Cause index of each rule.
     rule_cause: Vec<usize>,
     /// Patterns of the text rules, in the order of `pattern_rules`.
-    patterns: Matcher,
+    patterns: PatternSet,
     pattern_rules: Vec<usize>,
     /// Rules without a pattern.
     code_rules: Vec<usize>,
@@ -86,10 +85,11 @@ impl KnowledgeBase {
         }
         let (pattern_rules, code_rules): (Vec<usize>, Vec<usize>) =
             (0..merged.rules.len()).partition(|&i| merged.rules[i].pattern.is_some());
-        let patterns = Matcher::new(pattern_rules.iter().map(|&i| {
-            let r = &merged.rules[i];
-            (r.id.as_str(), r.pattern.as_deref().unwrap_or_default())
-        }))?;
+        let names: Vec<String> = pattern_rules.iter().map(|&i| format!("rule {}", merged.rules[i].id)).collect();
+        let patterns = PatternSet::new(
+            pattern_rules.iter().zip(&names).map(|(&i, name)| (name.as_str(), merged.rules[i].pattern.as_deref().unwrap_or_default())),
+            true,
+        )?;
         Ok(KnowledgeBase {
             causes: merged.causes,
             cause_index,

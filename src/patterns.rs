@@ -1,15 +1,17 @@
-//! Which knowledge-base patterns match a text, fast.
+//! Which of many patterns match a text, fast: the knowledge base's rules, the bounce
+//! families' sentences.
 //!
 //! One overlapping `RegexSet` over all patterns must run every pattern to the end of the
 //! text, and with ~200 case-insensitive patterns its lazy DFA thrashes and falls back to
-//! the PikeVM (≈ 2 ms per new text). Instead, a literal that every match of a pattern must
-//! begin (or end) with is taken from each pattern, and one Aho-Corasick scan over the text
-//! finds the few patterns whose literals occur; only those run their own regex. Regexes
-//! are compiled on first use, so start-up pays only for the scanner.
+//! the PikeVM (≈ 2 ms per new text); one big alternation loses the regex engine's literal
+//! prefilters. Instead, a literal that every match of a pattern must begin (or end) with is
+//! taken from each pattern, and one Aho-Corasick scan over the text finds the few patterns
+//! whose literals occur; only those run their own regex. Regexes are compiled on first
+//! use, so start-up pays only for the scanner.
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use anyhow::{Context, Result};
-use regex::{Regex, RegexBuilder};
+use regex::{Match, Regex, RegexBuilder};
 use regex_syntax::hir::literal::{Extractor, ExtractKind, Seq};
 use regex_syntax::hir::Hir;
 use regex_syntax::ParserBuilder;
@@ -26,8 +28,9 @@ const MIN_LITERAL: usize = 3;
 /// either one runs every pattern (see the test `ascii_letters_fold_only_to_kelvin_and_long_s`).
 const NON_ASCII_FOLDS: [char; 2] = ['\u{212A}', '\u{17F}'];
 
-/// The patterns of the text rules, each compiled on first use.
-pub struct Matcher {
+/// Patterns, each compiled on first use.
+pub struct PatternSet {
+    case_insensitive: bool,
     sources: Vec<String>,
     compiled: Vec<OnceLock<Option<Regex>>>,
     scanner: AhoCorasick,
@@ -37,15 +40,16 @@ pub struct Matcher {
     always: Vec<usize>,
 }
 
-impl Matcher {
-    /// Check every pattern's syntax and build the scanner. `names` label errors.
-    pub fn new<'a>(patterns: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Matcher> {
+impl PatternSet {
+    /// Check every pattern's syntax and build the scanner. Each pattern comes with a name
+    /// for errors; `case_insensitive` applies to all of them.
+    pub fn new<'a>(patterns: impl IntoIterator<Item = (&'a str, &'a str)>, case_insensitive: bool) -> Result<PatternSet> {
         let mut sources = Vec::new();
         let mut literals: Vec<String> = Vec::new();
         let mut literal_owner = Vec::new();
         let mut always = Vec::new();
         for (i, (name, pattern)) in patterns.into_iter().enumerate() {
-            match required_literals(pattern).with_context(|| format!("rule {name}: invalid pattern"))? {
+            match required_literals(pattern).with_context(|| format!("{name}: invalid pattern"))? {
                 Some(lits) => {
                     literal_owner.extend(std::iter::repeat_n(i, lits.len()));
                     literals.extend(lits);
@@ -60,7 +64,7 @@ impl Matcher {
             .build(&literals)
             .context("building the knowledge-base scanner")?;
         let compiled = sources.iter().map(|_| OnceLock::new()).collect();
-        Ok(Matcher { sources, compiled, scanner, literal_owner, always })
+        Ok(PatternSet { case_insensitive, sources, compiled, scanner, literal_owner, always })
     }
 
     pub fn len(&self) -> usize {
@@ -77,11 +81,20 @@ impl Matcher {
         self.candidates(text).into_iter().filter(|&i| self.regex(i).is_some_and(|re| re.is_match(text))).collect()
     }
 
+    /// The leftmost match of any pattern and the pattern's index; of patterns matching at
+    /// the same place, the first (as one alternation of them all would find).
+    pub fn leftmost<'t>(&self, text: &'t str) -> Option<(usize, Match<'t>)> {
+        self.candidates(text)
+            .into_iter()
+            .filter_map(|i| Some((i, self.regex(i)?.find(text)?)))
+            .min_by_key(|(_, m)| m.start())
+    }
+
     /// Compile every pattern now (for `check-config`): a pattern that passes the syntax
     /// check can still be too big to compile.
     pub fn compile_all(&self) -> Result<()> {
         for (i, src) in self.sources.iter().enumerate() {
-            compile(src).with_context(|| format!("pattern {src:?}"))?;
+            compile(src, self.case_insensitive).with_context(|| format!("pattern {src:?}"))?;
             let _ = self.regex(i);
         }
         Ok(())
@@ -104,11 +117,11 @@ impl Matcher {
 
     fn regex(&self, i: usize) -> Option<&Regex> {
         self.compiled[i]
-            .get_or_init(|| match compile(&self.sources[i]) {
+            .get_or_init(|| match compile(&self.sources[i], self.case_insensitive) {
                 Ok(re) => Some(re),
                 Err(e) => {
                     // Syntax was checked at load time; only a size limit can end here.
-                    tracing::error!(pattern = %self.sources[i], error = %e, "knowledge-base pattern does not compile; rule ignored");
+                    tracing::error!(pattern = %self.sources[i], error = %e, "pattern does not compile; ignored");
                     None
                 }
             })
@@ -116,17 +129,18 @@ impl Matcher {
     }
 }
 
-fn compile(pattern: &str) -> Result<Regex, regex::Error> {
-    RegexBuilder::new(pattern).case_insensitive(true).size_limit(SIZE_LIMIT).build()
+fn compile(pattern: &str, case_insensitive: bool) -> Result<Regex, regex::Error> {
+    RegexBuilder::new(pattern).case_insensitive(case_insensitive).size_limit(SIZE_LIMIT).build()
 }
 
 /// Literals one of which every match of `pattern` contains (its prefixes or its
 /// suffixes, whichever select better), or `None` when no such finite set of useful
 /// literals exists. Taken from the case-sensitive form: the scanner folds ASCII case
-/// itself, and a literal with non-ASCII letters (whose case it cannot fold) gives `None`.
+/// itself (more than a case-sensitive pattern needs, which only costs a regex run), and a
+/// literal with non-ASCII letters (whose case it cannot fold) gives `None`. Parsing also
+/// checks the syntax; what only compiling finds (size) is left to first use or
+/// `compile_all`.
 fn required_literals(pattern: &str) -> Result<Option<Vec<String>>> {
-    // Syntax as the regex will see it (case-insensitive), so errors are reported here.
-    ParserBuilder::new().case_insensitive(true).build().parse(pattern)?;
     let hir = ParserBuilder::new().build().parse(pattern)?;
     let best = [ExtractKind::Prefix, ExtractKind::Suffix]
         .into_iter()
@@ -165,8 +179,8 @@ fn usable(seq: Seq) -> Option<Vec<String>> {
 mod tests {
     use super::*;
 
-    fn matcher(patterns: &[&str]) -> Matcher {
-        Matcher::new(patterns.iter().map(|p| ("t", *p))).unwrap()
+    fn matcher(patterns: &[&str]) -> PatternSet {
+        PatternSet::new(patterns.iter().map(|p| ("t", *p)), true).unwrap()
     }
 
     #[test]
@@ -197,9 +211,23 @@ mod tests {
     }
 
     #[test]
+    fn case_sensitive_sets_and_the_leftmost_match() {
+        let set = PatternSet::new([("a", "Delivery failed"), ("b", "(?i)mailer-daemon"), ("c", "failed: ")], false).unwrap();
+        assert_eq!(set.matching("delivery failed"), Vec::<usize>::new());
+        assert_eq!(set.matching("MAILER-DAEMON"), vec![1]);
+        let text = "x MAILER-DAEMON: Delivery failed: a@b";
+        let (i, m) = set.leftmost(text).unwrap();
+        assert_eq!((i, m.as_str()), (1, "MAILER-DAEMON"));
+        // Same start: the first pattern wins, as in an alternation.
+        let set = PatternSet::new([("long", "Delivery failed"), ("short", "Delivery")], false).unwrap();
+        assert_eq!(set.leftmost("Delivery failed").map(|(i, m)| (i, m.end())), Some((0, 15)));
+        assert!(set.leftmost("nothing").is_none());
+    }
+
+    #[test]
     fn invalid_patterns_are_refused_at_load() {
-        let err = Matcher::new([("r1", "unclosed (group")]).err().expect("refused");
-        assert!(format!("{err:#}").contains("rule r1"), "{err:#}");
+        let err = PatternSet::new([("r1", "unclosed (group")], true).err().expect("refused");
+        assert!(format!("{err:#}").contains("r1: invalid pattern"), "{err:#}");
     }
 
     /// The scanner's premise: case-insensitively, an ASCII letter matches no non-ASCII
