@@ -104,8 +104,10 @@ async fn over_the_time_budget_the_milter_passes_unchanged() {
     let server = Server::start(Path::new(BIN), "hostile-milter-budget", |p| config(p, "timeout_ms = 1")).unwrap();
     let samples = samples(&std::fs::read_to_string(server.config_path()).unwrap());
     let vs = run(&server, &samples).await;
+    // A small bounce may be rewritten within 1 ms on a fast machine (that is no timing
+    // assert): whatever finishes must be sound, whatever does not must pass unchanged.
     for (name, v) in &vs {
-        assert!(matches!(v, Verdict::Unchanged | Verdict::PassedInstead), "{name}: {v:?}");
+        assert!(!matches!(v, Verdict::Corrupted(_)), "{name}: {v:?}");
     }
     assert_eq!(verdict(&vs, "10000-recipients"), &Verdict::PassedInstead, "1000 recipients cannot be rewritten in 1 ms");
 }
