@@ -23,7 +23,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
+use tokio::time::{timeout_at, Instant};
 
 /// What the milter needs from the engine; tests plug in fakes that modify, panic or hang.
 pub trait Rewriter: Send + Sync + 'static {
@@ -72,6 +73,14 @@ pub struct Milter<R> {
     build: Build<R>,
     in_flight: Arc<watch::Sender<usize>>,
     draining: AtomicBool,
+    /// Rewrites running at once: more than the CPUs cannot run anyway, and each one
+    /// running holds its working set and fills its thread's caches.
+    slots: Arc<Semaphore>,
+}
+
+/// How many rewrites may run at once: the number of CPUs.
+pub fn rewrite_slots() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
 }
 
 impl Milter<Engine> {
@@ -90,6 +99,7 @@ impl<R: Rewriter> Milter<R> {
             build: Box::new(build),
             in_flight: Arc::new(watch::Sender::new(0)),
             draining: AtomicBool::new(false),
+            slots: Arc::new(Semaphore::new(rewrite_slots())),
         })
     }
 
@@ -146,6 +156,7 @@ impl<R: Rewriter> Milter<R> {
     }
 
     fn callbacks(self: Arc<Self>) -> Callbacks<Connection<R>> {
+        let slots = self.slots.clone();
         Callbacks::new()
             .on_negotiate(|cx, actions, opts| Box::pin(ready(negotiate(cx, actions, opts))))
             .on_mail(move |cx, args| Box::pin(ready(self.mail(cx, &args))))
@@ -156,7 +167,7 @@ impl<R: Rewriter> Milter<R> {
             .on_data(|_| Box::pin(ready(Status::Continue)))
             .on_header(|cx, name, value| Box::pin(ready(header(cx, name, &value))))
             .on_body(|cx, chunk| Box::pin(ready(body(cx, &chunk))))
-            .on_eom(|cx| Box::pin(eom(cx)))
+            .on_eom(move |cx| Box::pin(eom(cx, slots.clone())))
             .on_abort(|cx| Box::pin(ready(abort(cx))))
     }
 
@@ -285,7 +296,7 @@ fn abort<R: Rewriter>(cx: &mut Context<Connection<R>>) -> Status {
     Status::Continue
 }
 
-async fn eom<R: Rewriter>(cx: &mut EomContext<Connection<R>>) -> Status {
+async fn eom<R: Rewriter>(cx: &mut EomContext<Connection<R>>, slots: Arc<Semaphore>) -> Status {
     let Some(conn) = cx.data.as_mut() else { return Status::Continue };
     let Some(p) = conn.message.take() else { return Status::Continue };
     let queue_id = cx.macros.get(c"i").map(|v| v.to_string_lossy().into_owned());
@@ -300,7 +311,7 @@ async fn eom<R: Rewriter>(cx: &mut EomContext<Connection<R>>) -> Status {
     let (raw, header_names) = buffer.finish();
     let domain = p.recipient.as_deref().and_then(message::domain);
     let domain = domain.as_deref();
-    match rewrite(p.loaded.clone(), raw, p.recipient.clone()).await {
+    match rewrite(p.loaded.clone(), slots, raw, p.recipient.clone()).await {
         Ok(Outcome::Pass(why)) => log(queue_id, domain, "unchanged", &why),
         Ok(Outcome::Modify(m)) => match apply::plan(&m, &header_names) {
             Ok(plan) if conn.actions.contains(plan.needs) => match apply::send(&plan, &cx.actions).await {
@@ -318,17 +329,27 @@ async fn eom<R: Rewriter>(cx: &mut EomContext<Connection<R>>) -> Status {
     Status::Continue
 }
 
-/// Run the rewriter on a blocking thread within the time budget. A panic is caught by
-/// the blocking task (like `catch_unwind`); a rewriter over time is left to finish on
-/// its own and its result dropped.
-async fn rewrite<R: Rewriter>(loaded: Arc<Loaded<R>>, raw: Vec<u8>, recipient: Option<String>) -> Result<Outcome, String> {
+/// Run the rewriter on a blocking thread, once a slot is free, all within the time
+/// budget. A panic is caught by the blocking task (like `catch_unwind`); a rewriter over
+/// time is left to finish on its own (keeping its slot) and its result dropped.
+async fn rewrite<R: Rewriter>(loaded: Arc<Loaded<R>>, slots: Arc<Semaphore>, raw: Vec<u8>, recipient: Option<String>) -> Result<Outcome, String> {
     let budget = loaded.settings.timeout;
-    let task = tokio::task::spawn_blocking(move || loaded.rewriter.process(&raw, recipient.as_deref()));
-    match tokio::time::timeout(budget, task).await {
+    let deadline = Instant::now() + budget;
+    let over = |what: &str| format!("{what} longer than timeout_ms = {}", budget.as_millis());
+    let slot = match timeout_at(deadline, slots.acquire_owned()).await {
+        Ok(Ok(slot)) => slot,
+        Ok(Err(_)) => return Err("no rewrite slots (closed)".into()),
+        Err(_) => return Err(over("all rewrite slots were busy for")),
+    };
+    let task = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        loaded.rewriter.process(&raw, recipient.as_deref())
+    });
+    match timeout_at(deadline, task).await {
         Ok(Ok(outcome)) => Ok(outcome),
         Ok(Err(e)) if e.is_panic() => Err(format!("rewriter panicked: {}", panic_text(&*e.into_panic()))),
         Ok(Err(e)) => Err(format!("rewriter failed: {e}")),
-        Err(_) => Err(format!("rewriting took longer than timeout_ms = {}", budget.as_millis())),
+        Err(_) => Err(over("rewriting took")),
     }
 }
 
