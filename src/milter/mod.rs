@@ -10,11 +10,12 @@ pub mod listen;
 mod message;
 
 use crate::config::Config;
-use crate::engine::{Engine, Options, Outcome};
+use crate::engine::{Engine, HeadOutcome, Options, Outcome, Tail};
+use crate::rewrite::Splice;
 use anyhow::Result;
 use arc_swap::ArcSwap;
 use indymilter::{Actions, Callbacks, Context, EomContext, Listener, MacroStage, NegotiateContext, ProtoOpts, Status};
-use message::{MessageBuffer, TooLarge};
+use message::{Message, MessageBuffer, Unbuffered};
 use std::any::Any;
 use std::ffi::CString;
 use std::future::{ready, Future};
@@ -30,11 +31,24 @@ use tokio::time::{timeout_at, Instant};
 pub trait Rewriter: Send + Sync + 'static {
     /// `recipient` is the bounce's envelope recipient (the first RCPT TO).
     fn process(&self, raw: &[u8], recipient: Option<&str>) -> Outcome;
+
+    /// Decide on the head of a message when `tail` follows; by default only whole
+    /// messages are processed.
+    fn process_head(&self, head: &[u8], tail: &Tail, recipient: Option<&str>) -> HeadOutcome {
+        if tail.len > 0 {
+            return HeadOutcome::NeedsWhole("this rewriter takes whole messages".into());
+        }
+        HeadOutcome::Decided(self.process(head, recipient).map_body(|b| Splice::whole(b, head)))
+    }
 }
 
 impl Rewriter for Engine {
     fn process(&self, raw: &[u8], recipient: Option<&str>) -> Outcome {
         self.process_with(raw, &Options { recipient, ..Options::default() })
+    }
+
+    fn process_head(&self, head: &[u8], tail: &Tail, recipient: Option<&str>) -> HeadOutcome {
+        Engine::process_head(self, head, tail, &Options { recipient, ..Options::default() })
     }
 }
 
@@ -216,7 +230,7 @@ impl<R> Default for Connection<R> {
 struct Pending<R> {
     loaded: Arc<Loaded<R>>,
     /// The buffered message, or why buffering stopped.
-    content: Result<MessageBuffer, TooLarge>,
+    content: Result<MessageBuffer, Unbuffered>,
     /// The first envelope recipient.
     recipient: Option<String>,
     _in_flight: InFlight,
@@ -308,15 +322,15 @@ async fn eom<R: Rewriter>(cx: &mut EomContext<Connection<R>>, slots: Arc<Semapho
             return Status::Continue;
         }
     };
-    let (raw, header_names) = buffer.finish();
+    let (message, header_names) = buffer.finish();
     let domain = p.recipient.as_deref().and_then(message::domain);
     let domain = domain.as_deref();
-    match rewrite(p.loaded.clone(), slots, raw, p.recipient.clone()).await {
-        Ok(Outcome::Pass(why)) => log(queue_id, domain, "unchanged", &why),
-        Ok(Outcome::Modify(m)) => match apply::plan(&m, &header_names) {
-            Ok(plan) if conn.actions.contains(plan.needs) => match apply::send(&plan, &cx.actions).await {
+    match rewrite(p.loaded.clone(), slots, message, p.recipient.clone()).await {
+        Ok((Outcome::Pass(why), _)) => log(queue_id, domain, "unchanged", &why),
+        Ok((Outcome::Modify(m), message)) => match apply::plan(&m, &header_names) {
+            Ok(plan) if conn.actions.contains(plan.needs) => match apply::send(&plan, &message, &cx.actions).await {
                 Ok(()) => log(queue_id, domain, "modified", &m.summary),
-                Err(e) => log(queue_id, domain, "failed-open", &format!("sending the changes to the MTA failed: {e}")),
+                Err(e) => log(queue_id, domain, "failed-open", &e),
             },
             Ok(plan) => {
                 let missing = plan.needs.difference(conn.actions);
@@ -332,7 +346,12 @@ async fn eom<R: Rewriter>(cx: &mut EomContext<Connection<R>>, slots: Arc<Semapho
 /// Run the rewriter on a blocking thread, once a slot is free, all within the time
 /// budget. A panic is caught by the blocking task (like `catch_unwind`); a rewriter over
 /// time is left to finish on its own (keeping its slot) and its result dropped.
-async fn rewrite<R: Rewriter>(loaded: Arc<Loaded<R>>, slots: Arc<Semaphore>, raw: Vec<u8>, recipient: Option<String>) -> Result<Outcome, String> {
+async fn rewrite<R: Rewriter>(
+    loaded: Arc<Loaded<R>>,
+    slots: Arc<Semaphore>,
+    message: Message,
+    recipient: Option<String>,
+) -> Result<(Outcome<Splice>, Message), String> {
     let budget = loaded.settings.timeout;
     let deadline = Instant::now() + budget;
     let over = |what: &str| format!("{what} longer than timeout_ms = {}", budget.as_millis());
@@ -343,13 +362,27 @@ async fn rewrite<R: Rewriter>(loaded: Arc<Loaded<R>>, slots: Arc<Semaphore>, raw
     };
     let task = tokio::task::spawn_blocking(move || {
         let _slot = slot;
-        loaded.rewriter.process(&raw, recipient.as_deref())
+        let outcome = process(&loaded.rewriter, &message, recipient.as_deref());
+        outcome.map(|o| (o, message))
     });
     match timeout_at(deadline, task).await {
-        Ok(Ok(outcome)) => Ok(outcome),
+        Ok(Ok(outcome)) => outcome,
         Ok(Err(e)) if e.is_panic() => Err(format!("rewriter panicked: {}", panic_text(&*e.into_panic()))),
         Ok(Err(e)) => Err(format!("rewriter failed: {e}")),
         Err(_) => Err(over("rewriting took")),
+    }
+}
+
+/// The head alone when it is enough, else the whole message read back (memory for it
+/// is taken only here, within a rewrite slot).
+fn process<R: Rewriter>(rewriter: &R, message: &Message, recipient: Option<&str>) -> Result<Outcome<Splice>, String> {
+    match rewriter.process_head(&message.head, &message.tail(), recipient) {
+        HeadOutcome::Decided(outcome) => Ok(outcome),
+        HeadOutcome::NeedsWhole(why) => {
+            tracing::debug!(size = message.len(), "rewriting the whole message: {why}");
+            let raw = message.whole().map_err(|e| format!("cannot read the spilled body back: {e}"))?;
+            Ok(rewriter.process(&raw, recipient).map_body(|b| Splice::whole(b, &raw)))
+        }
     }
 }
 
@@ -363,7 +396,7 @@ fn panic_text(payload: &(dyn Any + Send)) -> &str {
 
 fn log_too_large<R>(queue_id: Option<&str>, p: &Pending<R>) {
     if let Err(e) = &p.content {
-        let reason = format!("{} over max_body = {} bytes: passed untouched", e.what, p.loaded.settings.max_body);
+        let reason = format!("{}: passed untouched", e.0);
         let domain = p.recipient.as_deref().and_then(message::domain);
         log(queue_id, domain.as_deref(), "too-large", &reason);
     }
