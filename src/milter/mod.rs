@@ -1,8 +1,9 @@
 //! The milter door (`plainbounce serve`): a thin indymilter adapter around the engine.
 //!
 //! Per message: at MAIL FROM anything but the null sender is let go at once (`Accept`,
-//! so the MTA sends us nothing more of it); a bounce is buffered up to `max_body`, and at
-//! end of message the rewriter runs on a blocking thread within `timeout_ms`. Whatever
+//! so the MTA sends us nothing more of it); a bounce is taken up to `max_body` (its first
+//! 128 KB in memory, the rest in an unlinked temp file), and at end of message the
+//! rewriter runs on a blocking thread, one per CPU at most, within `timeout_ms`. Whatever
 //! goes wrong, the message passes unchanged: the milter never rejects or tempfails.
 
 mod apply;
