@@ -11,7 +11,7 @@ use crate::dsn::{self, Bounce, Detection, RecipientFacts, ReportKind};
 use crate::kb::KnowledgeBase;
 use crate::policy::{DomainPolicy, Policies};
 use crate::render::{Original, RecipientView, View};
-use crate::rewrite::{self, encode, headers::Head, Notification};
+use crate::rewrite::{self, encode, headers::Head, Notification, Splice};
 use crate::sanitize;
 use anyhow::{Context, Result};
 use std::panic::AssertUnwindSafe;
@@ -21,23 +21,52 @@ pub const MARKER: &str = "X-Plainbounce";
 /// Header with one recipient's explanation (annotate mode).
 pub const EXPLANATION: &str = "X-Plainbounce-Explanation";
 
-/// What to do with a message.
+/// What to do with a message. `B` is how a new body is given: whole, or as a [`Splice`]
+/// of the old message (for doors that keep only the head of a large one in memory).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub enum Outcome<B = Vec<u8>> {
     /// Leave the message exactly as it is; the string says why (for the log).
     Pass(String),
     /// Change it.
-    Modify(Modification),
+    Modify(Modification<B>),
+}
+
+impl<B> Outcome<B> {
+    pub fn map_body<C>(self, f: impl FnOnce(B) -> C) -> Outcome<C> {
+        match self {
+            Outcome::Pass(why) => Outcome::Pass(why),
+            Outcome::Modify(Modification { header_edits, body, summary }) => {
+                Outcome::Modify(Modification { header_edits, body: body.map(f), summary })
+            }
+        }
+    }
 }
 
 /// Header edits and an optional new body.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Modification {
+pub struct Modification<B = Vec<u8>> {
     pub header_edits: Vec<HeaderEdit>,
     /// The new body (everything after the blank line); `None` keeps the body.
-    pub body: Option<Vec<u8>>,
+    pub body: Option<B>,
     /// One-line summary for the log: mode, recipient domain, reasons.
     pub summary: String,
+}
+
+/// What a door knows of the rest of a message beyond the head it passes.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Tail {
+    pub len: usize,
+    /// The rest holds [`rewrite::BOUNDARY_PREFIX`]: a boundary chosen on the head alone
+    /// might occur in it.
+    pub has_boundary_prefix: bool,
+}
+
+/// The answer for the head of a message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HeadOutcome {
+    Decided(Outcome<Splice>),
+    /// The head is not enough (say why): process the whole message.
+    NeedsWhole(String),
 }
 
 /// A header change. Values are single-line, already sanitised.
@@ -106,6 +135,31 @@ impl Engine {
 
     /// `process` with what the door knows besides the bytes.
     pub fn process_with(&self, raw: &[u8], opts: &Options) -> Outcome {
+        self.spliced(raw, opts).map_body(|s| s.apply(raw))
+    }
+
+    /// Decide on the first bytes of a message (`head`) when more (`tail`) follow that the
+    /// caller keeps elsewhere. A new body is then the head's new start followed by the
+    /// original bytes from some offset on, the tail included.
+    pub fn process_head(&self, head: &[u8], tail: &Tail, opts: &Options) -> HeadOutcome {
+        if tail.len == 0 {
+            return HeadOutcome::Decided(self.spliced(head, opts));
+        }
+        if tail.has_boundary_prefix {
+            return HeadOutcome::NeedsWhole("the rest holds a plainbounce boundary".into());
+        }
+        // Up to the last complete line: a delimiter line cut short could look complete.
+        let (head, cut_off) = head.split_at(head.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1));
+        if memchr::memmem::find(cut_off, rewrite::BOUNDARY_PREFIX.as_bytes()).is_some() {
+            return HeadOutcome::NeedsWhole("the rest holds a plainbounce boundary".into());
+        }
+        match rewrite::head_suffices(head) {
+            Ok(()) => HeadOutcome::Decided(self.spliced(head, opts)),
+            Err(why) => HeadOutcome::NeedsWhole(why),
+        }
+    }
+
+    fn spliced(&self, raw: &[u8], opts: &Options) -> Outcome<Splice> {
         guarded(|| {
             if Head::parse(raw).has(MARKER) {
                 return Outcome::Pass("already handled by plainbounce".into());
@@ -125,9 +179,10 @@ impl Engine {
             }
             self.decide(raw, bounce, opts)
         })
+        .map_body(|s| s.apply(raw))
     }
 
-    fn decide(&self, raw: &[u8], bounce: &Bounce, opts: &Options) -> Outcome {
+    fn decide(&self, raw: &[u8], bounce: &Bounce, opts: &Options) -> Outcome<Splice> {
         match bounce.kind {
             ReportKind::Delivery => {}
             ReportKind::Feedback => return Outcome::Pass("feedback report, not a bounce".into()),
@@ -180,7 +235,7 @@ impl Engine {
         to: &str,
         lang: &str,
         explained: &[(&RecipientFacts, Explanation)],
-    ) -> Result<(Vec<HeaderEdit>, Vec<u8>)> {
+    ) -> Result<(Vec<HeaderEdit>, Splice)> {
         let set = self.policies.set(dp);
         let view = build_view(bounce, dp, to, lang, explained, |key| set.string(lang, key).unwrap_or_default().to_string());
         let rendered = set.render(&dp.policy.template, &view)?;
@@ -226,7 +281,7 @@ const _: fn() = || {
 };
 
 /// Run `f`; a panic becomes a pass (the door then sends the original on).
-fn guarded(f: impl FnOnce() -> Outcome) -> Outcome {
+fn guarded<B>(f: impl FnOnce() -> Outcome<B>) -> Outcome<B> {
     match std::panic::catch_unwind(AssertUnwindSafe(f)) {
         Ok(o) => o,
         Err(p) => {
@@ -254,7 +309,7 @@ fn to_address(raw: &[u8]) -> Option<String> {
 }
 
 /// Headers for annotate mode: the marker and one explanation per recipient.
-fn annotation(explained: &[(&RecipientFacts, Explanation)], lang: &str, reasons: &str, summary: String) -> Modification {
+fn annotation<B>(explained: &[(&RecipientFacts, Explanation)], lang: &str, reasons: &str, summary: String) -> Modification<B> {
     let mut header_edits = vec![HeaderEdit::Add { name: MARKER.into(), value: format!("annotated; reason={reasons}") }];
     for (facts, e) in explained {
         let t = e.cause.texts(lang);

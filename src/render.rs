@@ -173,14 +173,15 @@ impl TemplateSet {
 
     /// Render template `name` in `view.lang` (the `NAME.LANG` layouts when present).
     pub fn render(&self, name: &str, view: &View) -> Result<Rendered> {
-        let data = handlebars::to_json(view);
+        // One conversion of the view, shared by both layouts and every string they call.
+        let ctx = Context::wraps(view).context("converting the view")?;
         let pick = |reg: &Handlebars, kind: &str| -> Result<String> {
             let specific = format!("{name}.{}", view.lang);
             let chosen = if reg.has_template(&specific) { specific } else { name.to_string() };
             if !reg.has_template(&chosen) {
                 bail!("no {kind} template {name:?}");
             }
-            reg.render(&chosen, &data).with_context(|| format!("rendering {kind} template {chosen:?}"))
+            reg.render_with_context(&chosen, &ctx).with_context(|| format!("rendering {kind} template {chosen:?}"))
         };
         Ok(Rendered { text: pick(&self.text, "text")?, html: pick(&self.html, "HTML")? })
     }
@@ -210,9 +211,10 @@ fn translate(h: &Helper, r: &Handlebars, ctx: &Context, _: &mut RenderContext, o
     if !r.has_template(&name) {
         return Err(RenderErrorReason::Other(format!("no string {key:?} for language {lang:?}")).into());
     }
-    // With no data given, render with the message's own context (no copy of it).
+    // With no data given, render with the message's own context (no copy of it); with
+    // data, a copy of just that value (`render` would serialise it through serde).
     let text = match h.param(1) {
-        Some(p) => r.render(&name, p.value())?,
+        Some(p) => r.render_with_context(&name, &Context::from(p.value().clone()))?,
         None => r.render_with_context(&name, ctx)?,
     };
     out.write(&text)?;

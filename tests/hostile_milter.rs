@@ -44,6 +44,15 @@ fn hostile() -> Vec<(String, Vec<u8>, bool)> {
     let mut big = Dsn::new("552 5.3.4 too big");
     big.returned = Some(format!("Content-Type: message/rfc822\n\nSubject: big\n\n{}", ("A".repeat(76) + "\n").repeat(50 * 1024 * 1024 / 77)));
     add("50MB-body", big.build(), true);
+    // Larger than the milter keeps in memory (128 KB): the returned message goes to its
+    // spill file and comes back from there into the new body.
+    let mut big = Dsn::new("550 5.1.1 user unknown");
+    big.returned = Some(format!("Content-Type: message/rfc822\n\nSubject: big\n\n{}", ("B".repeat(76) + "\n").repeat(1024 * 1024 / 77)));
+    add("1MB-returned", big.build(), true);
+    // The cut falls in part 1: the milter must read the whole message back.
+    let mut long_human = Dsn::new("550 5.1.1 user unknown");
+    long_human.human = format!("Content-Type: text/plain\n\n{}", ("The mail system could not deliver.\n").repeat(300 * 1024 / 35));
+    add("300KB-part-1", long_human.build(), true);
     let full = Dsn::new("550 5.1.1 user unknown").build();
     add("truncated", full[..full.len() * 2 / 3].to_vec(), true);
     add("arf", arf_report(), true);
@@ -91,7 +100,7 @@ async fn hostile_messages_through_the_milter() {
     for (name, v) in &vs {
         assert!(!matches!(v, Verdict::Corrupted(_)), "{name}: {v:?}");
     }
-    for name in ["crlf-nul", "html-script", "boundary-in-diagnostic", "long-lines", "10000-recipients"] {
+    for name in ["crlf-nul", "html-script", "boundary-in-diagnostic", "long-lines", "10000-recipients", "1MB-returned", "300KB-part-1"] {
         assert_eq!(verdict(&vs, name), &Verdict::Rewritten, "{name}");
     }
     for name in ["50MB-body", "arf", "auto-reply", "plain-null-sender", "plain", "already-rewritten"] {
@@ -104,8 +113,10 @@ async fn over_the_time_budget_the_milter_passes_unchanged() {
     let server = Server::start(Path::new(BIN), "hostile-milter-budget", |p| config(p, "timeout_ms = 1")).unwrap();
     let samples = samples(&std::fs::read_to_string(server.config_path()).unwrap());
     let vs = run(&server, &samples).await;
+    // A small bounce may be rewritten within 1 ms on a fast machine (that is no timing
+    // assert): whatever finishes must be sound, whatever does not must pass unchanged.
     for (name, v) in &vs {
-        assert!(matches!(v, Verdict::Unchanged | Verdict::PassedInstead), "{name}: {v:?}");
+        assert!(!matches!(v, Verdict::Corrupted(_)), "{name}: {v:?}");
     }
     assert_eq!(verdict(&vs, "10000-recipients"), &Verdict::PassedInstead, "1000 recipients cannot be rewritten in 1 ms");
 }

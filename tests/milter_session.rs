@@ -4,6 +4,10 @@ mod milter_support;
 
 use indymilter_test::{Actions, MacroStage, ProtoOpts, Status, TestConnection};
 use milter_support::*;
+use plainbounce::engine::Outcome;
+use plainbounce::milter::{rewrite_slots, Milter, Rewriter};
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
 
 #[tokio::test]
 async fn negotiates_only_what_it_needs() {
@@ -11,10 +15,11 @@ async fn negotiates_only_what_it_needs() {
     let conn = running.connect().await;
     assert_eq!(conn.negotiated_actions(), Actions::ADD_HEADER | Actions::CHANGE_HEADER | Actions::REPLACE_BODY);
     let opts = conn.negotiated_opts();
-    for skipped in [ProtoOpts::NO_CONNECT, ProtoOpts::NO_HELO, ProtoOpts::NO_DATA, ProtoOpts::NO_EOH, ProtoOpts::NO_UNKNOWN] {
+    for skipped in [ProtoOpts::NO_CONNECT, ProtoOpts::NO_HELO, ProtoOpts::NO_EOH, ProtoOpts::NO_UNKNOWN] {
         assert!(opts.contains(skipped), "{skipped:?} not negotiated away: {opts:?}");
     }
-    for needed in [ProtoOpts::NO_MAIL, ProtoOpts::NO_RCPT, ProtoOpts::NO_HEADER, ProtoOpts::NO_BODY] {
+    // DATA is answered (see `Milter::callbacks`), and no stage is left without a reply.
+    for needed in [ProtoOpts::NO_MAIL, ProtoOpts::NO_RCPT, ProtoOpts::NO_DATA, ProtoOpts::NO_HEADER, ProtoOpts::NO_BODY, ProtoOpts::NOREPLY_DATA] {
         assert!(!opts.contains(needed), "{needed:?}");
     }
     assert_eq!(conn.requested_macros().get(&MacroStage::Eom).map(|m| m.to_str().unwrap()), Some("i"));
@@ -244,4 +249,46 @@ async fn many_connections_at_once_keep_their_messages_apart() {
     }
     assert_eq!(seen.lock().unwrap().len(), 200);
     assert_eq!(running.milter.in_flight(), 0);
+}
+
+/// Counts the rewrites running at once: (running now, most at once).
+struct Counting {
+    inner: Scripted,
+    counts: Arc<(AtomicUsize, AtomicUsize)>,
+}
+
+impl Rewriter for Counting {
+    fn process(&self, raw: &[u8], recipient: Option<&str>) -> Outcome {
+        let now = self.counts.0.fetch_add(1, SeqCst) + 1;
+        self.counts.1.fetch_max(now, SeqCst);
+        // Long enough for the other sessions' messages to arrive meanwhile.
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        self.counts.0.fetch_sub(1, SeqCst);
+        self.inner.process(raw, recipient)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rewrites_run_at_most_one_per_cpu_at_once() {
+    let mut c = config("t");
+    c.timeout_ms = 60_000;
+    let counts = Arc::new((AtomicUsize::new(0), AtomicUsize::new(0)));
+    let (seen, shared) = (Seen::default(), counts.clone());
+    let build = move |config| Ok(Counting { inner: scripted(seen.clone())(config)?, counts: shared.clone() });
+    let running = start(Milter::new(c, build).unwrap(), 100).await;
+    let mut clients = Vec::new();
+    for i in 0..24 {
+        let addr = running.addr;
+        clients.push(tokio::spawn(async move {
+            let mut conn = TestConnection::open(addr).await.unwrap();
+            let subject = format!("message {i}");
+            let (actions, _) = Bounce { subject: &subject, ..Bounce::default() }.send(&mut conn).await.unwrap();
+            assert_rewritten(&actions, &subject, "t");
+        }));
+    }
+    for client in clients {
+        client.await.unwrap();
+    }
+    let most = counts.1.load(SeqCst);
+    assert!((1..=rewrite_slots()).contains(&most), "{most} rewrites at once, {} slots", rewrite_slots());
 }

@@ -9,7 +9,7 @@ use plainbounce::config::Config;
 use plainbounce::engine::Engine;
 use plainbounce::logging::{self, LogFormat, LogHandle};
 use plainbounce::milter::listen::{self, SocketSpec};
-use plainbounce::milter::Milter;
+use plainbounce::milter::{self, Milter};
 use plainbounce::socketmap::{self, SharedFooters};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -52,7 +52,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Some(_) => Some(SharedFooters::new(socketmap::footers_for(&config)?)),
         None => None,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the runtime")?;
+    // Blocking threads run rewrites (bounded by the milter's slots) and reloads: no need
+    // for tokio's default of 512, each with its own allocator arena and caches.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(milter::rewrite_slots() + 2)
+        .enable_all()
+        .build()
+        .context("cannot start the runtime")?;
     let result = runtime.block_on(serve(milter, &spec, mode, Startup { config, args, log, footers }));
     // A rewriter that overran its budget may still be running on a blocking thread; its
     // message has long gone out unchanged, so it must not hold up the exit.

@@ -1,7 +1,9 @@
 //! Turn the engine's `Modification` into milter actions. The whole plan is checked before
 //! anything is sent, so a message is changed completely or not at all.
 
+use super::message::Message;
 use crate::engine::{HeaderEdit, Modification};
+use crate::rewrite::Splice;
 use indymilter::{ActionError, Actions, ContextActions, EomActions};
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -18,12 +20,12 @@ pub enum HeaderOp {
 #[derive(Debug)]
 pub struct Plan<'m> {
     pub headers: Vec<HeaderOp>,
-    pub body: Option<&'m [u8]>,
+    pub body: Option<&'m Splice>,
     pub needs: Actions,
 }
 
 /// Work out the operations for `m`, given the headers the MTA sent (`seen`, in order).
-pub fn plan<'m>(m: &'m Modification, seen: &[CString]) -> Result<Plan<'m>, String> {
+pub fn plan<'m>(m: &'m Modification<Splice>, seen: &[CString]) -> Result<Plan<'m>, String> {
     let mut counts: HashMap<String, i32> = HashMap::new();
     let mut headers = Vec::new();
     for edit in &m.header_edits {
@@ -55,23 +57,48 @@ pub fn plan<'m>(m: &'m Modification, seen: &[CString]) -> Result<Plan<'m>, Strin
     if m.body.is_some() {
         needs |= Actions::REPLACE_BODY;
     }
-    Ok(Plan { headers, body: m.body.as_deref(), needs })
+    Ok(Plan { headers, body: m.body.as_ref(), needs })
 }
 
-/// Send the plan to the MTA (at end of message).
-pub async fn send(plan: &Plan<'_>, actions: &EomActions) -> Result<(), ActionError> {
+/// Body replacement chunks (the milter protocol's limit is 64 KB).
+const CHUNK: usize = 64 * 1024;
+
+/// Send the plan to the MTA (at end of message): the new body's prefix, the unchanged
+/// rest of `message` in chunks (read from wherever it is kept), the suffix.
+pub async fn send(plan: &Plan<'_>, message: &Message, actions: &EomActions) -> Result<(), String> {
     for op in &plan.headers {
         match op {
-            HeaderOp::Add { name, value } => actions.add_header(name.as_str(), value.as_str()).await?,
+            HeaderOp::Add { name, value } => actions.add_header(name.as_str(), value.as_str()).await.map_err(sending)?,
             HeaderOp::Change { name, index, value } => {
-                actions.change_header(name.as_str(), *index, value.as_deref()).await?
+                actions.change_header(name.as_str(), *index, value.as_deref()).await.map_err(sending)?
             }
         }
     }
-    if let Some(body) = plan.body {
-        actions.replace_body(body).await?;
+    let Some(body) = plan.body else { return Ok(()) };
+    replace_body(actions, &body.prefix).await?;
+    let mut at = body.from;
+    loop {
+        // The rest was read once into the engine; a failure now cannot be taken back,
+        // but the MTA then drops all changes with the failed session (it keeps the mail).
+        let chunk = message.read_at(at, CHUNK).map_err(|e| format!("reading the spilled body: {e}"))?;
+        if chunk.is_empty() {
+            break;
+        }
+        replace_body(actions, &chunk).await?;
+        at += chunk.len();
+    }
+    replace_body(actions, &body.suffix).await
+}
+
+async fn replace_body(actions: &EomActions, bytes: &[u8]) -> Result<(), String> {
+    for chunk in bytes.chunks(CHUNK) {
+        actions.replace_body(chunk).await.map_err(sending)?;
     }
     Ok(())
+}
+
+fn sending(e: ActionError) -> String {
+    format!("sending the changes to the MTA failed: {e}")
 }
 
 fn occurrences(seen: &[CString], name: &str) -> i32 {
@@ -102,8 +129,9 @@ mod tests {
         names.iter().map(|n| CString::new(*n).unwrap()).collect()
     }
 
-    fn modification(edits: Vec<HeaderEdit>, body: Option<&[u8]>) -> Modification {
-        Modification { header_edits: edits, body: body.map(<[u8]>::to_vec), summary: String::new() }
+    fn modification(edits: Vec<HeaderEdit>, body: Option<&[u8]>) -> Modification<Splice> {
+        let body = body.map(|b| Splice { prefix: b.to_vec(), from: 0, suffix: Vec::new() });
+        Modification { header_edits: edits, body, summary: String::new() }
     }
 
     fn set(name: &str, value: &str) -> HeaderEdit {
@@ -134,7 +162,7 @@ mod tests {
         }).collect();
         assert_eq!(deleted, [2, 1]);
         assert_eq!(p.needs, Actions::CHANGE_HEADER | Actions::REPLACE_BODY);
-        assert_eq!(p.body, Some(&b"new"[..]));
+        assert_eq!(p.body.map(|b| &b.prefix[..]), Some(&b"new"[..]));
     }
 
     #[test]

@@ -1,8 +1,9 @@
 //! The milter door (`plainbounce serve`): a thin indymilter adapter around the engine.
 //!
 //! Per message: at MAIL FROM anything but the null sender is let go at once (`Accept`,
-//! so the MTA sends us nothing more of it); a bounce is buffered up to `max_body`, and at
-//! end of message the rewriter runs on a blocking thread within `timeout_ms`. Whatever
+//! so the MTA sends us nothing more of it); a bounce is taken up to `max_body` (its first
+//! 128 KB in memory, the rest in an unlinked temp file), and at end of message the
+//! rewriter runs on a blocking thread, one per CPU at most, within `timeout_ms`. Whatever
 //! goes wrong, the message passes unchanged: the milter never rejects or tempfails.
 
 mod apply;
@@ -10,11 +11,12 @@ pub mod listen;
 mod message;
 
 use crate::config::Config;
-use crate::engine::{Engine, Options, Outcome};
+use crate::engine::{Engine, HeadOutcome, Options, Outcome, Tail};
+use crate::rewrite::Splice;
 use anyhow::Result;
 use arc_swap::ArcSwap;
 use indymilter::{Actions, Callbacks, Context, EomContext, Listener, MacroStage, NegotiateContext, ProtoOpts, Status};
-use message::{MessageBuffer, TooLarge};
+use message::{Message, MessageBuffer, Unbuffered};
 use std::any::Any;
 use std::ffi::CString;
 use std::future::{ready, Future};
@@ -23,17 +25,31 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
+use tokio::time::{timeout_at, Instant};
 
 /// What the milter needs from the engine; tests plug in fakes that modify, panic or hang.
 pub trait Rewriter: Send + Sync + 'static {
     /// `recipient` is the bounce's envelope recipient (the first RCPT TO).
     fn process(&self, raw: &[u8], recipient: Option<&str>) -> Outcome;
+
+    /// Decide on the head of a message when `tail` follows; by default only whole
+    /// messages are processed.
+    fn process_head(&self, head: &[u8], tail: &Tail, recipient: Option<&str>) -> HeadOutcome {
+        if tail.len > 0 {
+            return HeadOutcome::NeedsWhole("this rewriter takes whole messages".into());
+        }
+        HeadOutcome::Decided(self.process(head, recipient).map_body(|b| Splice::whole(b, head)))
+    }
 }
 
 impl Rewriter for Engine {
     fn process(&self, raw: &[u8], recipient: Option<&str>) -> Outcome {
         self.process_with(raw, &Options { recipient, ..Options::default() })
+    }
+
+    fn process_head(&self, head: &[u8], tail: &Tail, recipient: Option<&str>) -> HeadOutcome {
+        Engine::process_head(self, head, tail, &Options { recipient, ..Options::default() })
     }
 }
 
@@ -72,6 +88,14 @@ pub struct Milter<R> {
     build: Build<R>,
     in_flight: Arc<watch::Sender<usize>>,
     draining: AtomicBool,
+    /// Rewrites running at once: more than the CPUs cannot run anyway, and each one
+    /// running holds its working set and fills its thread's caches.
+    slots: Arc<Semaphore>,
+}
+
+/// How many rewrites may run at once: the number of CPUs.
+pub fn rewrite_slots() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
 }
 
 impl Milter<Engine> {
@@ -90,6 +114,7 @@ impl<R: Rewriter> Milter<R> {
             build: Box::new(build),
             in_flight: Arc::new(watch::Sender::new(0)),
             draining: AtomicBool::new(false),
+            slots: Arc::new(Semaphore::new(rewrite_slots())),
         })
     }
 
@@ -146,13 +171,18 @@ impl<R: Rewriter> Milter<R> {
     }
 
     fn callbacks(self: Arc<Self>) -> Callbacks<Connection<R>> {
+        let slots = self.slots.clone();
         Callbacks::new()
             .on_negotiate(|cx, actions, opts| Box::pin(ready(negotiate(cx, actions, opts))))
             .on_mail(move |cx, args| Box::pin(ready(self.mail(cx, &args))))
             .on_rcpt(|cx, args| Box::pin(ready(rcpt(cx, &args))))
+            // Postfix sends the DATA macros even with the stage negotiated away, unanswered,
+            // and its next write then waits for our delayed ACK (40 ms per message): an
+            // answer to DATA avoids that.
+            .on_data(|_| Box::pin(ready(Status::Continue)))
             .on_header(|cx, name, value| Box::pin(ready(header(cx, name, &value))))
             .on_body(|cx, chunk| Box::pin(ready(body(cx, &chunk))))
-            .on_eom(|cx| Box::pin(eom(cx)))
+            .on_eom(move |cx| Box::pin(eom(cx, slots.clone())))
             .on_abort(|cx| Box::pin(ready(abort(cx))))
     }
 
@@ -201,7 +231,7 @@ impl<R> Default for Connection<R> {
 struct Pending<R> {
     loaded: Arc<Loaded<R>>,
     /// The buffered message, or why buffering stopped.
-    content: Result<MessageBuffer, TooLarge>,
+    content: Result<MessageBuffer, Unbuffered>,
     /// The first envelope recipient.
     recipient: Option<String>,
     _in_flight: InFlight,
@@ -281,7 +311,7 @@ fn abort<R: Rewriter>(cx: &mut Context<Connection<R>>) -> Status {
     Status::Continue
 }
 
-async fn eom<R: Rewriter>(cx: &mut EomContext<Connection<R>>) -> Status {
+async fn eom<R: Rewriter>(cx: &mut EomContext<Connection<R>>, slots: Arc<Semaphore>) -> Status {
     let Some(conn) = cx.data.as_mut() else { return Status::Continue };
     let Some(p) = conn.message.take() else { return Status::Continue };
     let queue_id = cx.macros.get(c"i").map(|v| v.to_string_lossy().into_owned());
@@ -293,15 +323,15 @@ async fn eom<R: Rewriter>(cx: &mut EomContext<Connection<R>>) -> Status {
             return Status::Continue;
         }
     };
-    let (raw, header_names) = buffer.finish();
+    let (message, header_names) = buffer.finish();
     let domain = p.recipient.as_deref().and_then(message::domain);
     let domain = domain.as_deref();
-    match rewrite(p.loaded.clone(), raw, p.recipient.clone()).await {
-        Ok(Outcome::Pass(why)) => log(queue_id, domain, "unchanged", &why),
-        Ok(Outcome::Modify(m)) => match apply::plan(&m, &header_names) {
-            Ok(plan) if conn.actions.contains(plan.needs) => match apply::send(&plan, &cx.actions).await {
+    match rewrite(p.loaded.clone(), slots, message, p.recipient.clone()).await {
+        Ok((Outcome::Pass(why), _)) => log(queue_id, domain, "unchanged", &why),
+        Ok((Outcome::Modify(m), message)) => match apply::plan(&m, &header_names) {
+            Ok(plan) if conn.actions.contains(plan.needs) => match apply::send(&plan, &message, &cx.actions).await {
                 Ok(()) => log(queue_id, domain, "modified", &m.summary),
-                Err(e) => log(queue_id, domain, "failed-open", &format!("sending the changes to the MTA failed: {e}")),
+                Err(e) => log(queue_id, domain, "failed-open", &e),
             },
             Ok(plan) => {
                 let missing = plan.needs.difference(conn.actions);
@@ -314,17 +344,46 @@ async fn eom<R: Rewriter>(cx: &mut EomContext<Connection<R>>) -> Status {
     Status::Continue
 }
 
-/// Run the rewriter on a blocking thread within the time budget. A panic is caught by
-/// the blocking task (like `catch_unwind`); a rewriter over time is left to finish on
-/// its own and its result dropped.
-async fn rewrite<R: Rewriter>(loaded: Arc<Loaded<R>>, raw: Vec<u8>, recipient: Option<String>) -> Result<Outcome, String> {
+/// Run the rewriter on a blocking thread, once a slot is free, all within the time
+/// budget. A panic is caught by the blocking task (like `catch_unwind`); a rewriter over
+/// time is left to finish on its own (keeping its slot) and its result dropped.
+async fn rewrite<R: Rewriter>(
+    loaded: Arc<Loaded<R>>,
+    slots: Arc<Semaphore>,
+    message: Message,
+    recipient: Option<String>,
+) -> Result<(Outcome<Splice>, Message), String> {
     let budget = loaded.settings.timeout;
-    let task = tokio::task::spawn_blocking(move || loaded.rewriter.process(&raw, recipient.as_deref()));
-    match tokio::time::timeout(budget, task).await {
-        Ok(Ok(outcome)) => Ok(outcome),
+    let deadline = Instant::now() + budget;
+    let over = |what: &str| format!("{what} longer than timeout_ms = {}", budget.as_millis());
+    let slot = match timeout_at(deadline, slots.acquire_owned()).await {
+        Ok(Ok(slot)) => slot,
+        Ok(Err(_)) => return Err("no rewrite slots (closed)".into()),
+        Err(_) => return Err(over("all rewrite slots were busy for")),
+    };
+    let task = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        let outcome = process(&loaded.rewriter, &message, recipient.as_deref());
+        outcome.map(|o| (o, message))
+    });
+    match timeout_at(deadline, task).await {
+        Ok(Ok(outcome)) => outcome,
         Ok(Err(e)) if e.is_panic() => Err(format!("rewriter panicked: {}", panic_text(&*e.into_panic()))),
         Ok(Err(e)) => Err(format!("rewriter failed: {e}")),
-        Err(_) => Err(format!("rewriting took longer than timeout_ms = {}", budget.as_millis())),
+        Err(_) => Err(over("rewriting took")),
+    }
+}
+
+/// The head alone when it is enough, else the whole message read back (memory for it
+/// is taken only here, within a rewrite slot).
+fn process<R: Rewriter>(rewriter: &R, message: &Message, recipient: Option<&str>) -> Result<Outcome<Splice>, String> {
+    match rewriter.process_head(&message.head, &message.tail(), recipient) {
+        HeadOutcome::Decided(outcome) => Ok(outcome),
+        HeadOutcome::NeedsWhole(why) => {
+            tracing::debug!(size = message.len(), "rewriting the whole message: {why}");
+            let raw = message.whole().map_err(|e| format!("cannot read the spilled body back: {e}"))?;
+            Ok(rewriter.process(&raw, recipient).map_body(|b| Splice::whole(b, &raw)))
+        }
     }
 }
 
@@ -338,7 +397,7 @@ fn panic_text(payload: &(dyn Any + Send)) -> &str {
 
 fn log_too_large<R>(queue_id: Option<&str>, p: &Pending<R>) {
     if let Err(e) = &p.content {
-        let reason = format!("{} over max_body = {} bytes: passed untouched", e.what, p.loaded.settings.max_body);
+        let reason = format!("{}: passed untouched", e.0);
         let domain = p.recipient.as_deref().and_then(message::domain);
         log(queue_id, domain.as_deref(), "too-large", &reason);
     }

@@ -24,8 +24,40 @@ pub struct Notification<'a> {
     pub lang: &'a str,
 }
 
-/// Header edits and the new body that put `note` into the message `raw`.
-pub fn assemble(raw: &[u8], note: &Notification) -> Result<(Vec<HeaderEdit>, Vec<u8>)> {
+/// Where boundaries made here start; a message that has it beyond the part given to
+/// [`assemble`] must be assembled whole.
+pub const BOUNDARY_PREFIX: &str = "=_plainbounce_";
+
+/// Bytes hashed into the boundaries: the first ones only, so that the head of a message
+/// and the whole of it give the same boundaries.
+const HASH_SPAN: usize = 64 * 1024;
+
+/// A new body expressed against the old message: `prefix`, then the message's own bytes
+/// from offset `from` (of the whole message, headers included) to its end, then `suffix`.
+/// So a door can stream the unchanged rest of a large message from wherever it keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Splice {
+    pub prefix: Vec<u8>,
+    pub from: usize,
+    pub suffix: Vec<u8>,
+}
+
+impl Splice {
+    /// A body given whole, for the message `raw` it replaces.
+    pub fn whole(body: Vec<u8>, raw: &[u8]) -> Splice {
+        Splice { prefix: body, from: raw.len(), suffix: Vec::new() }
+    }
+
+    /// The new body, given the whole message.
+    pub fn apply(&self, raw: &[u8]) -> Vec<u8> {
+        let rest = raw.get(self.from..).unwrap_or_default();
+        [&self.prefix[..], rest, &self.suffix[..]].concat()
+    }
+}
+
+/// Header edits and the new body that put `note` into the message `raw` (or into its
+/// head, when [`head_suffices`] says so: the body then goes on beyond `raw`).
+pub fn assemble(raw: &[u8], note: &Notification) -> Result<(Vec<HeaderEdit>, Splice)> {
     let head = Head::parse(raw);
     if head.header_end == 0 {
         bail!("message has no header");
@@ -48,41 +80,81 @@ pub fn assemble(raw: &[u8], note: &Notification) -> Result<(Vec<HeaderEdit>, Vec
     }
     w(&format!("--{alt_boundary}--"));
 
-    if let Some(body) = replace_first_part(&head, &alt)? {
+    if let Some(body) = replace_first_part(&head, &alt) {
         return Ok((Vec::new(), body));
     }
     Ok(wrap(&head, &alt, &alt_boundary))
 }
 
+/// Is the head of a larger message (`head`, ending at a line end) enough to rewrite it?
+/// Only when it is a multipart/report or /mixed whose parts before the last one begun are
+/// complete in it, and that last part is the returned message (never changed): the new
+/// body is then the head's up to there and the rest verbatim.
+pub fn head_suffices(head: &[u8]) -> Result<(), String> {
+    if head.len() < HASH_SPAN {
+        return Err("head shorter than the boundary hash span".into());
+    }
+    let h = Head::parse(head);
+    let boundary = top_boundary(&h).ok_or("not a multipart/report or /mixed")?;
+    let delims = delimiters(h.body(), boundary.as_bytes());
+    let ([first, _, ..], Some(last)) = (delims.as_slice(), delims.last()) else { return Err("part 1 does not end in the head".into()) };
+    if first.close {
+        return Err("no parts".into());
+    }
+    if last.close {
+        return Ok(()); // all parts in the head; the tail is epilogue
+    }
+    if delims.len() < 3 {
+        return Err("part 2 does not end in the head".into());
+    }
+    let part = &h.body()[last.line_end..];
+    let header_complete = part.starts_with(b"\n") || part.starts_with(b"\r\n") || memchr::memmem::find(part, b"\n\n").or(memchr::memmem::find(part, b"\n\r\n")).is_some();
+    let returned = header_complete
+        && Head::parse(part).value("Content-Type").is_some_and(|ct| {
+            let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+            matches!(mime.as_str(), "message/rfc822" | "text/rfc822-headers" | "message/global" | "message/global-headers")
+        });
+    if returned {
+        Ok(())
+    } else {
+        Err("the part cut by the head is not the returned message".into())
+    }
+}
+
+/// The boundary of a multipart/report or multipart/mixed message.
+fn top_boundary(head: &Head) -> Option<String> {
+    let msg = MessageParser::new().parse_headers(head.raw)?;
+    let ct = msg.content_type()?;
+    let subtype = ct.subtype().unwrap_or("").to_ascii_lowercase();
+    if !ct.ctype().eq_ignore_ascii_case("multipart") || !matches!(subtype.as_str(), "report" | "mixed") {
+        return None;
+    }
+    ct.attribute("boundary").map(str::to_string)
+}
+
 /// For multipart/report and multipart/mixed: the body with part 1's content replaced
 /// (or, when part 1 is not human-readable, the new part inserted before it). `None`
 /// when the message is not such a multipart or its structure cannot be found.
-fn replace_first_part(head: &Head, alt: &[u8]) -> Result<Option<Vec<u8>>> {
-    let Some(msg) = MessageParser::new().parse_headers(head.raw) else { return Ok(None) };
-    let Some(ct) = msg.content_type() else { return Ok(None) };
-    let subtype = ct.subtype().unwrap_or("").to_ascii_lowercase();
-    if !ct.ctype().eq_ignore_ascii_case("multipart") || !matches!(subtype.as_str(), "report" | "mixed") {
-        return Ok(None);
-    }
-    let Some(boundary) = ct.attribute("boundary") else { return Ok(None) };
+fn replace_first_part(head: &Head, alt: &[u8]) -> Option<Splice> {
+    let boundary = top_boundary(head)?;
     let body = head.body();
     let delims = delimiters(body, boundary.as_bytes());
-    let (Some(first), Some(second)) = (delims.first(), delims.get(1)) else { return Ok(None) };
+    let (Some(first), Some(second)) = (delims.first(), delims.get(1)) else { return None };
     if first.close {
-        return Ok(None);
+        return None;
     }
     let start = first.line_end;
     let end = content_end(body, start, second.line_start);
-    let mut out = Vec::with_capacity(body.len() + alt.len());
-    out.extend_from_slice(&body[..start]);
-    out.extend_from_slice(alt);
-    if human_readable(&body[start..end]) {
-        out.extend_from_slice(&body[end..]);
+    let mut prefix = Vec::with_capacity(start + alt.len() + 2);
+    prefix.extend_from_slice(&body[..start]);
+    prefix.extend_from_slice(alt);
+    let from = if human_readable(&body[start..end]) {
+        end
     } else {
-        out.extend_from_slice(head.eol.as_bytes());
-        out.extend_from_slice(&body[first.line_start..]);
-    }
-    Ok(Some(out))
+        prefix.extend_from_slice(head.eol.as_bytes());
+        first.line_start
+    };
+    Some(Splice { prefix, from: head.body_start + from, suffix: Vec::new() })
 }
 
 /// Is this part (headers + body) text or an alternative meant for people?
@@ -99,12 +171,12 @@ fn human_readable(part: &[u8]) -> bool {
 }
 
 /// For any other message: multipart/mixed with the new part first and the old body next.
-fn wrap(head: &Head, alt: &[u8], alt_boundary: &str) -> (Vec<HeaderEdit>, Vec<u8>) {
+fn wrap(head: &Head, alt: &[u8], alt_boundary: &str) -> (Vec<HeaderEdit>, Splice) {
     let eol = head.eol;
     let avoid: [&[u8]; 2] = [alt, alt_boundary.as_bytes()];
     let mix = fresh_boundary(head.raw, &avoid, "mix");
     let body = head.body();
-    let mut out = Vec::with_capacity(body.len() + alt.len() + 512);
+    let mut out = Vec::with_capacity(alt.len() + 512);
     out.extend_from_slice(format!("--{mix}{eol}").as_bytes());
     out.extend_from_slice(alt);
     out.extend_from_slice(format!("{eol}--{mix}{eol}").as_bytes());
@@ -114,8 +186,7 @@ fn wrap(head: &Head, alt: &[u8], alt_boundary: &str) -> (Vec<HeaderEdit>, Vec<u8
         }
     }
     out.extend_from_slice(eol.as_bytes());
-    out.extend_from_slice(body);
-    out.extend_from_slice(format!("{eol}--{mix}--{eol}").as_bytes());
+    let splice = Splice { prefix: out, from: head.body_start, suffix: format!("{eol}--{mix}--{eol}").into_bytes() };
 
     // Remove before setting: a duplicate field left behind is what some readers would use.
     let mut edits = vec![
@@ -140,7 +211,7 @@ fn wrap(head: &Head, alt: &[u8], alt_boundary: &str) -> (Vec<HeaderEdit>, Vec<u8
         None if old_cte.is_some() => edits.push(HeaderEdit::Remove { name: "Content-Transfer-Encoding".into() }),
         None => {}
     }
-    (edits, out)
+    (edits, splice)
 }
 
 /// A boundary delimiter line in a multipart body.
@@ -189,7 +260,7 @@ fn content_end(body: &[u8], start: usize, next_delimiter: usize) -> usize {
 /// A boundary that occurs nowhere in the message nor in the new content. "=_" cannot occur
 /// in quoted-printable text, and the candidate is checked against every byte anyway.
 fn fresh_boundary(raw: &[u8], avoid: &[&[u8]], tag: &str) -> String {
-    let hash = raw.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let hash = raw[..raw.len().min(HASH_SPAN)].iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
     (0u32..)
         .map(|n| format!("=_plainbounce_{tag}_{hash:016x}_{n}"))
         .find(|cand| {

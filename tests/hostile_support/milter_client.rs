@@ -103,6 +103,12 @@ pub async fn send(conn: &mut TestConnection, s: &Sample, fate: Fate, pick: &mut 
     if !go_on(&st) {
         return Err(format!("{}: RCPT answered {st:?}", s.name));
     }
+    match conn.data().await {
+        Ok(st) if go_on(&st) => {}
+        Ok(st) => return Err(format!("{}: DATA answered {st:?}", s.name)),
+        Err(TestError::MilterUsage) => {}
+        Err(e) => return Err(format!("{}: data: {e:?}", s.name)),
+    }
     let stop_at = if fate == Fate::Complete { usize::MAX } else { pick(s.headers.len() + 2) };
     for (i, (n, v)) in s.headers.iter().enumerate() {
         if i == stop_at {

@@ -144,6 +144,8 @@ impl Bounce<'_> {
         for rcpt in ["<Alice@Example.ORG>", "<second@example.net>"] {
             assert_eq!(conn.rcpt([rcpt, "NOTIFY=NEVER"]).await.unwrap(), Status::Continue);
         }
+        // As Postfix does: DATA, which the milter answers.
+        assert_eq!(conn.data().await.unwrap(), Status::Continue);
         for (name, value) in [
             ("From", "Mail Delivery System <MAILER-DAEMON@mx.example.net>"),
             ("Subject", self.subject),
