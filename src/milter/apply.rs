@@ -65,21 +65,33 @@ const CHUNK: usize = 64 * 1024;
 
 /// Send the plan to the MTA (at end of message): the new body's prefix, the unchanged
 /// rest of `message` in chunks (read from wherever it is kept), the suffix.
-pub async fn send(plan: &Plan<'_>, message: &Message, actions: &EomActions) -> Result<(), String> {
+/// Why sending the changes failed, and whether the body had already been partly replaced.
+#[derive(Debug)]
+pub struct SendError {
+    pub why: String,
+    /// Part of a new body went out: the MTA holds a truncated message unless it is told
+    /// to drop the changes (tempfail).
+    pub body_started: bool,
+}
+
+pub async fn send(plan: &Plan<'_>, message: &Message, actions: &EomActions) -> Result<(), SendError> {
+    let early = |why| SendError { why, body_started: false };
     for op in &plan.headers {
         match op {
-            HeaderOp::Add { name, value } => actions.add_header(name.as_str(), value.as_str()).await.map_err(sending)?,
+            HeaderOp::Add { name, value } => actions.add_header(name.as_str(), value.as_str()).await.map_err(sending).map_err(early)?,
             HeaderOp::Change { name, index, value } => {
-                actions.change_header(name.as_str(), *index, value.as_deref()).await.map_err(sending)?
+                actions.change_header(name.as_str(), *index, value.as_deref()).await.map_err(sending).map_err(early)?
             }
         }
     }
     let Some(body) = plan.body else { return Ok(()) };
+    send_body(body, message, actions).await.map_err(|why| SendError { why, body_started: true })
+}
+
+async fn send_body(body: &Splice, message: &Message, actions: &EomActions) -> Result<(), String> {
     replace_body(actions, &body.prefix).await?;
     let mut at = body.from;
     loop {
-        // The rest was read once into the engine; a failure now cannot be taken back,
-        // but the MTA then drops all changes with the failed session (it keeps the mail).
         let chunk = message.read_at(at, CHUNK).map_err(|e| format!("reading the spilled body: {e}"))?;
         if chunk.is_empty() {
             break;

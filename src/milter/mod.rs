@@ -4,7 +4,10 @@
 //! so the MTA sends us nothing more of it); a bounce is taken up to `max_body` (its first
 //! 128 KB in memory, the rest in an unlinked temp file), and at end of message the
 //! rewriter runs on a blocking thread, one per CPU at most, within `timeout_ms`. Whatever
-//! goes wrong, the message passes unchanged: the milter never rejects or tempfails.
+//! goes wrong, the message passes unchanged: the milter never rejects, and tempfails in
+//! one case only, when the spilled body cannot be read back after part of the new body
+//! went out (the MTA then drops the changes and keeps the message, instead of delivering
+//! it truncated).
 
 mod apply;
 pub mod listen;
@@ -331,7 +334,13 @@ async fn eom<R: Rewriter>(cx: &mut EomContext<Connection<R>>, slots: Arc<Semapho
         Ok((Outcome::Modify(m), message)) => match apply::plan(&m, &header_names) {
             Ok(plan) if conn.actions.contains(plan.needs) => match apply::send(&plan, &message, &cx.actions).await {
                 Ok(()) => log(queue_id, domain, "modified", &m.summary),
-                Err(e) => log(queue_id, domain, "failed-open", &e),
+                // Part of the new body is out: continuing would deliver it truncated.
+                // Tempfail makes the MTA drop every change and keep the message queued.
+                Err(e) if e.body_started => {
+                    log(queue_id, domain, "tempfail", &e.why);
+                    return Status::Tempfail;
+                }
+                Err(e) => log(queue_id, domain, "failed-open", &e.why),
             },
             Ok(plan) => {
                 let missing = plan.needs.difference(conn.actions);
