@@ -51,6 +51,8 @@ pub struct KnowledgeBase {
     pattern_rules: Vec<usize>,
     /// Rules without a pattern.
     code_rules: Vec<usize>,
+    /// Each rule's status pattern, split once.
+    rule_status: Vec<Option<StatusPattern>>,
 }
 
 impl KnowledgeBase {
@@ -93,11 +95,12 @@ impl KnowledgeBase {
         Ok(KnowledgeBase {
             causes: merged.causes,
             cause_index,
-            rules: merged.rules,
             rule_cause,
             patterns,
             pattern_rules,
             code_rules,
+            rule_status: merged.rules.iter().map(|r| r.status.as_deref().map(StatusPattern::new)).collect(),
+            rules: merged.rules,
         })
     }
 
@@ -127,9 +130,10 @@ impl KnowledgeBase {
     /// The most specific rule matching `q`, if any.
     pub fn lookup(&self, q: &Query) -> Option<Match<'_>> {
         let text_hits = self.patterns.matching(q.text).into_iter().map(|k| self.pattern_rules[k]);
+        let status = q.status.and_then(split_status);
         let best = text_hits
             .chain(self.code_rules.iter().copied())
-            .filter(|&i| constraints_hold(&self.rules[i], q))
+            .filter(|&i| constraints_hold(&self.rules[i], self.rule_status[i].as_ref(), q, status))
             .max_by_key(|&i| (self.score(i), std::cmp::Reverse(i)))?;
         Some(Match { rule: &self.rules[best], cause: &self.causes[self.rule_cause[best]] })
     }
@@ -175,7 +179,8 @@ fn precedence(r: &Rule) -> (Evidence, u8, i32, bool, bool) {
     (r.evidence(), status_rank, r.priority, context, !r.codes.is_empty())
 }
 
-fn constraints_hold(r: &Rule, q: &Query) -> bool {
+/// `status` is the query's status split in three, `None` when it has no such shape.
+fn constraints_hold(r: &Rule, pattern: Option<&StatusPattern>, q: &Query, status: Option<[&str; 3]>) -> bool {
     if !r.codes.is_empty() && !q.reply_code.is_some_and(|c| r.codes.contains(&c)) {
         return false;
     }
@@ -185,13 +190,39 @@ fn constraints_hold(r: &Rule, q: &Query) -> bool {
     if !r.formats.is_empty() && !q.format.is_some_and(|f| r.formats.iter().any(|rf| rf.eq_ignore_ascii_case(f))) {
         return false;
     }
-    match r.status.as_deref() {
+    match pattern {
         None => true,
-        Some(p) => match p.strip_prefix('!') {
-            Some(not) => q.status.is_none_or(|s| !status_matches(not, s)),
-            None => q.status.is_some_and(|s| status_matches(p, s)),
-        },
+        Some(p) if p.negated => !status.is_some_and(|s| p.matches(s)),
+        Some(p) => status.is_some_and(|s| p.matches(s)),
     }
+}
+
+/// A rule's status pattern split at load, so that lookups compare parts without
+/// splitting every rule's pattern again: the same answers as `status_matches`.
+struct StatusPattern {
+    negated: bool,
+    parts: [String; 3],
+}
+
+impl StatusPattern {
+    /// From a pattern `status_pattern_valid` accepted.
+    fn new(p: &str) -> StatusPattern {
+        let negated = p.starts_with('!');
+        let mut it = p.trim_start_matches('!').split('.').map(String::from);
+        let parts = [(); 3].map(|()| it.next().unwrap_or_default());
+        StatusPattern { negated, parts }
+    }
+
+    fn matches(&self, status: [&str; 3]) -> bool {
+        self.parts.iter().zip(status).all(|(a, b)| a == "x" || a == "*" || a.eq_ignore_ascii_case(b))
+    }
+}
+
+/// "5.1.1" as its three parts; `None` for any other number of parts.
+fn split_status(s: &str) -> Option<[&str; 3]> {
+    let mut it = s.split('.');
+    let parts = [it.next()?, it.next()?, it.next()?];
+    it.next().is_none().then_some(parts)
 }
 
 /// Higher is more specific: "5.7.1" > "x.7.1" > "5.7.*" > "x.7.*"; an exclusion ("!x.1.*")
@@ -268,6 +299,21 @@ mod tests {
         }
         assert!(matched > 500, "only {matched} texts matched any pattern: the comparison says little");
         assert!(kb.unfiltered_patterns() * 10 < kb.pattern_rules.len(), "{} patterns escape the scanner", kb.unfiltered_patterns());
+    }
+
+    /// The split patterns answer as `status_matches` does, exclusions included.
+    #[test]
+    fn split_status_patterns_agree_with_status_matches() {
+        let patterns = ["5.1.1", "x.1.1", "5.7.*", "x.7.*", "!x.1.*", "!5.1.1"];
+        let statuses = ["5.1.1", "4.1.1", "5.7.26", "5.1.10", "5.1", "5.1.1.1", "", "5..1", "4.2.2", "5.07.1"];
+        for p in patterns {
+            let sp = StatusPattern::new(p);
+            for s in statuses {
+                let plain = p.strip_prefix('!').map_or_else(|| status_matches(p, s), |not| !status_matches(not, s));
+                let split = if sp.negated { !split_status(s).is_some_and(|st| sp.matches(st)) } else { split_status(s).is_some_and(|st| sp.matches(st)) };
+                assert_eq!(split, plain, "pattern {p:?}, status {s:?}");
+            }
+        }
     }
 
     #[test]
