@@ -11,7 +11,6 @@ pub mod encode;
 pub mod headers;
 
 use crate::engine::HeaderEdit;
-use aho_corasick::AhoCorasick;
 use anyhow::{bail, Result};
 use headers::Head;
 use mail_parser::{MessageParser, MimeHeaders};
@@ -264,8 +263,8 @@ fn fresh_boundary(raw: &[u8], avoid: &[&[u8]], tag: &str) -> String {
     (0u32..)
         .map(|n| format!("=_plainbounce_{tag}_{hash:016x}_{n}"))
         .find(|cand| {
-            let ac = AhoCorasick::new([cand.as_bytes()]).expect("a literal pattern");
-            !ac.is_match(raw) && avoid.iter().all(|a| !ac.is_match(a))
+            let finder = memchr::memmem::Finder::new(cand.as_bytes());
+            finder.find(raw).is_none() && avoid.iter().all(|a| finder.find(a).is_none())
         })
         .expect("some counter value is free")
 }
