@@ -74,7 +74,7 @@ pub enum HeadOutcome {
 pub enum HeaderEdit {
     /// Replace the first header of that name, or add it if there is none.
     Set { name: String, value: String },
-    /// Add a header (at the end of the header block).
+    /// Add a header (at the top of the header block, after those added before it).
     Add { name: String, value: String },
     /// Remove every header of that name.
     Remove { name: String },

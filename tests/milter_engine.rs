@@ -72,6 +72,10 @@ impl Message {
         for action in actions {
             match action {
                 EomAction::AddHeader { name, value } => headers.push((lossy(name.to_bytes()), lossy(value.to_bytes()))),
+                EomAction::InsertHeader { index, name, value } => {
+                    let at = (*index).clamp(0, headers.len() as i32) as usize;
+                    headers.insert(at, (lossy(name.to_bytes()), lossy(value.to_bytes())));
+                }
                 EomAction::ChangeHeader { name, index, value } => {
                     let i = nth(&headers, name, *index).expect("change of a header that is there");
                     headers[i].1 = lossy(value.to_bytes());

@@ -11,7 +11,9 @@ use std::ffi::CString;
 /// One header operation as the milter protocol expresses it.
 #[derive(Debug, PartialEq)]
 pub enum HeaderOp {
-    Add { name: String, value: String },
+    /// Insert at `at` (0: the topmost field): new fields go at the top, in order, where a
+    /// malformed field before them cannot hide them from readers.
+    Add { at: i32, name: String, value: String },
     /// Change the `index`-th (1-based, per name) header; `None` deletes it.
     Change { name: String, index: i32, value: Option<String> },
 }
@@ -28,6 +30,7 @@ pub struct Plan<'m> {
 pub fn plan<'m>(m: &'m Modification<Splice>, seen: &[CString]) -> Result<Plan<'m>, String> {
     let mut counts: HashMap<String, i32> = HashMap::new();
     let mut headers = Vec::new();
+    let mut added = 0;
     for edit in &m.header_edits {
         let (HeaderEdit::Set { name, .. } | HeaderEdit::Add { name, .. } | HeaderEdit::Remove { name }) = edit;
         check_name(name)?;
@@ -37,7 +40,8 @@ pub fn plan<'m>(m: &'m Modification<Splice>, seen: &[CString]) -> Result<Plan<'m
                 headers.push(HeaderOp::Change { name: name.clone(), index: 1, value: Some(one_line(value)) });
             }
             HeaderEdit::Set { value, .. } | HeaderEdit::Add { value, .. } => {
-                headers.push(HeaderOp::Add { name: name.clone(), value: one_line(value) });
+                headers.push(HeaderOp::Add { at: added, name: name.clone(), value: one_line(value) });
+                added += 1;
                 *n += 1;
             }
             HeaderEdit::Remove { .. } => {
@@ -78,7 +82,9 @@ pub async fn send(plan: &Plan<'_>, message: &Message, actions: &EomActions) -> R
     let early = |why| SendError { why, body_started: false };
     for op in &plan.headers {
         match op {
-            HeaderOp::Add { name, value } => actions.add_header(name.as_str(), value.as_str()).await.map_err(sending).map_err(early)?,
+            HeaderOp::Add { at, name, value } => {
+                actions.insert_header(*at, name.as_str(), value.as_str()).await.map_err(sending).map_err(early)?
+            }
             HeaderOp::Change { name, index, value } => {
                 actions.change_header(name.as_str(), *index, value.as_deref()).await.map_err(sending).map_err(early)?
             }
@@ -158,10 +164,22 @@ mod tests {
             p.headers,
             [
                 HeaderOp::Change { name: "content-type".into(), index: 1, value: Some("text/plain".into()) },
-                HeaderOp::Add { name: "X-New".into(), value: "1".into() },
+                HeaderOp::Add { at: 0, name: "X-New".into(), value: "1".into() },
             ]
         );
         assert_eq!(p.needs, Actions::ADD_HEADER | Actions::CHANGE_HEADER);
+    }
+
+    /// New fields are inserted at the top, in the order of the edits.
+    #[test]
+    fn added_fields_go_to_the_top_in_order() {
+        let m = modification(vec![set("Content-Type", "multipart/mixed"), set("MIME-Version", "1.0"), set("From", "x")], None);
+        let p = plan(&m, &seen(&["Date", "From"])).unwrap();
+        let at: Vec<_> = p.headers.iter().filter_map(|op| match op {
+            HeaderOp::Add { at, name, .. } => Some((*at, name.as_str())),
+            HeaderOp::Change { .. } => None,
+        }).collect();
+        assert_eq!(at, [(0, "Content-Type"), (1, "MIME-Version")]);
     }
 
     #[test]
@@ -181,14 +199,14 @@ mod tests {
     fn set_after_remove_adds() {
         let m = modification(vec![HeaderEdit::Remove { name: "X-A".into() }, set("X-A", "v")], None);
         let p = plan(&m, &seen(&["X-A"])).unwrap();
-        assert_eq!(p.headers.last(), Some(&HeaderOp::Add { name: "X-A".into(), value: "v".into() }));
+        assert_eq!(p.headers.last(), Some(&HeaderOp::Add { at: 0, name: "X-A".into(), value: "v".into() }));
     }
 
     #[test]
     fn values_cannot_inject_headers() {
         let m = modification(vec![set("X-A", "v\r\nBcc: victim@example.org\0")], None);
         let p = plan(&m, &[]).unwrap();
-        assert_eq!(p.headers, [HeaderOp::Add { name: "X-A".into(), value: "v  Bcc: victim@example.org ".into() }]);
+        assert_eq!(p.headers, [HeaderOp::Add { at: 0, name: "X-A".into(), value: "v  Bcc: victim@example.org ".into() }]);
     }
 
     #[test]

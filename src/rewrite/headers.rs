@@ -111,17 +111,23 @@ pub fn apply(raw: &[u8], edits: &[HeaderEdit], body: Option<&[u8]>) -> Vec<u8> {
             last.extend_from_slice(head.eol.as_bytes());
         }
     }
+    // New fields go at the top, in order: appended after a malformed last field they can
+    // be lost to readers (mail-parser 0.11 swallows the line after `Date: ... +0900h`).
+    let mut added = 0;
     for edit in edits {
         match edit {
             HeaderEdit::Set { name, value } => {
                 let line = field_line(name, value, head.eol);
                 match fields.iter_mut().find(|(n, _)| n.eq_ignore_ascii_case(name)) {
                     Some(f) => f.1 = line,
-                    None => fields.push((name.clone(), line)),
+                    None => add_on_top(&mut fields, &mut added, name, line),
                 }
             }
-            HeaderEdit::Add { name, value } => fields.push((name.clone(), field_line(name, value, head.eol))),
-            HeaderEdit::Remove { name } => fields.retain(|(n, _)| !n.eq_ignore_ascii_case(name)),
+            HeaderEdit::Add { name, value } => add_on_top(&mut fields, &mut added, name, field_line(name, value, head.eol)),
+            HeaderEdit::Remove { name } => {
+                added -= fields[..added].iter().filter(|(n, _)| n.eq_ignore_ascii_case(name)).count();
+                fields.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+            }
         }
     }
     let mut out = Vec::with_capacity(raw.len() + body.map_or(0, <[u8]>::len));
@@ -142,11 +148,36 @@ pub fn apply(raw: &[u8], edits: &[HeaderEdit], body: Option<&[u8]>) -> Vec<u8> {
     out
 }
 
+/// Insert after the `added` fields already put at the top.
+fn add_on_top(fields: &mut Vec<(String, Vec<u8>)>, added: &mut usize, name: &str, line: Vec<u8>) {
+    fields.insert(*added, (name.to_string(), line));
+    *added += 1;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const MSG: &[u8] = b"From: a@b\r\nSubject: x\r\n y\r\nTo: c@d\r\n\r\nbody\r\n";
+
+    /// mail-parser 0.11 swallows the line after a malformed Date (found by fuzzing): an
+    /// appended Content-Type there would be lost to it, so new fields go at the top.
+    #[test]
+    fn new_fields_stay_visible_after_a_malformed_last_field() {
+        use mail_parser::{MessageParser, MimeHeaders};
+        let raw = b"From: a@b\nDate: Thu, 22 Apr 2016 23:34:45 +0900h\n\n--m\n\nhi\n--m--\n";
+        let edits = vec![
+            HeaderEdit::Set { name: "Content-Type".into(), value: "multipart/mixed; boundary=\"m\"".into() },
+            HeaderEdit::Set { name: "MIME-Version".into(), value: "1.0".into() },
+        ];
+        let out = apply(raw, &edits, None);
+        assert!(out.starts_with(b"Content-Type: multipart/mixed; boundary=\"m\"\nMIME-Version: 1.0\nFrom: a@b\n"), "{}", String::from_utf8_lossy(&out));
+        let parsed = MessageParser::default().parse(&out).unwrap();
+        assert_eq!(parsed.content_type().map(|c| c.ctype().to_string()).as_deref(), Some("multipart"));
+        // The premise: appended after that Date, mail-parser does not see it.
+        let appended = b"From: a@b\nDate: Thu, 22 Apr 2016 23:34:45 +0900h\nContent-Type: multipart/mixed; boundary=\"m\"\n\nx\n";
+        assert!(MessageParser::default().parse(&appended[..]).unwrap().content_type().is_none());
+    }
 
     #[test]
     fn parses_fields_and_eol() {
@@ -169,7 +200,7 @@ mod tests {
         let out = apply(MSG, &edits, None);
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "subject: new\r\nTo: c@d\r\nX-New: 1 Bcc: evil@x\r\nMIME-Version: 1.0\r\n\r\nbody\r\n"
+            "X-New: 1 Bcc: evil@x\r\nMIME-Version: 1.0\r\nsubject: new\r\nTo: c@d\r\n\r\nbody\r\n"
         );
         assert_eq!(apply(MSG, &[], None), MSG);
     }
@@ -177,7 +208,7 @@ mod tests {
     #[test]
     fn headers_only_message() {
         let out = apply(b"A: 1", &[HeaderEdit::Add { name: "B".into(), value: "2".into() }], Some(b"x"));
-        assert_eq!(out, b"A: 1\r\nB: 2\r\n\r\nx");
+        assert_eq!(out, b"B: 2\r\nA: 1\r\n\r\nx");
     }
 
     #[test]
