@@ -22,7 +22,7 @@ fn scratch_dir(name: &str) -> PathBuf {
 async fn rewritten_by(conn: &mut TestConnection, subject: &str) -> String {
     let (actions, _) = Bounce { subject, ..Bounce::default() }.send(conn).await.unwrap();
     for tag in ["v1", "v2", "v3"] {
-        if actions.has_add_header("X-Plainbounce", format!("rewritten; tag={tag}").as_str()) {
+        if actions.has_insert_header(0, "X-Plainbounce", format!("rewritten; tag={tag}").as_str()) {
             assert_rewritten(&actions, subject, tag);
             return tag.into();
         }

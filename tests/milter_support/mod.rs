@@ -179,13 +179,13 @@ impl Bounce<'_> {
 /// The modifications `Scripted` asks for, as the MTA must see them.
 pub fn assert_rewritten(actions: &EomActions, subject: &str, tag: &str) {
     assert!(actions.has_change_header("Subject", 1, format!("Explained: {subject}").as_str()), "{actions:?}");
-    assert!(actions.has_add_header("X-Plainbounce", format!("rewritten; tag={tag}").as_str()), "{actions:?}");
+    assert!(actions.has_insert_header(0, "X-Plainbounce", format!("rewritten; tag={tag}").as_str()), "{actions:?}");
     // CR LF in a value never reaches the MTA.
-    assert!(actions.has_add_header("X-Note", "one  Bcc: injected@example.org"), "{actions:?}");
+    assert!(actions.has_insert_header(1, "X-Note", "one  Bcc: injected@example.org"), "{actions:?}");
     assert!(actions.has_delete_header("X-Remove-Me", 2) && actions.has_delete_header("X-Remove-Me", 1), "{actions:?}");
     assert!(actions.has_replaced_body(expected_body(subject, tag).as_str()), "{actions:?}");
-    // The first RCPT TO, as the MTA gave it (angle brackets off).
-    assert!(actions.has_add_header("X-Envelope-Recipient", "Alice@Example.ORG"), "{actions:?}");
+    // The first RCPT TO, as the MTA gave it (angle brackets off); new fields go on top, in order.
+    assert!(actions.has_insert_header(2, "X-Envelope-Recipient", "Alice@Example.ORG"), "{actions:?}");
     assert_eq!(actions.actions.len(), 7, "{actions:?}");
 }
 
