@@ -160,26 +160,15 @@ impl Engine {
     }
 
     fn spliced(&self, raw: &[u8], opts: &Options) -> Outcome<Splice> {
-        guarded(|| {
-            if Head::parse(raw).has(MARKER) {
-                return Outcome::Pass("already handled by plainbounce".into());
-            }
-            match dsn::parse(raw) {
-                Detection::NotBounce(why) => Outcome::Pass(format!("not a bounce: {why}")),
-                Detection::Bounce(b) => self.decide(raw, &b, opts),
-            }
+        unless_marked(raw, || match dsn::parse(raw) {
+            Detection::NotBounce(why) => Outcome::Pass(format!("not a bounce: {why}")),
+            Detection::Bounce(b) => self.decide(raw, &b, opts),
         })
     }
 
     /// `process_with` for a bounce the caller has parsed already.
     pub fn process_bounce(&self, raw: &[u8], bounce: &Bounce, opts: &Options) -> Outcome {
-        guarded(|| {
-            if Head::parse(raw).has(MARKER) {
-                return Outcome::Pass("already handled by plainbounce".into());
-            }
-            self.decide(raw, bounce, opts)
-        })
-        .map_body(|s| s.apply(raw))
+        unless_marked(raw, || self.decide(raw, bounce, opts)).map_body(|s| s.apply(raw))
     }
 
     fn decide(&self, raw: &[u8], bounce: &Bounce, opts: &Options) -> Outcome<Splice> {
@@ -279,6 +268,11 @@ const _: fn() = || {
     fn shared<T: Send + Sync>() {}
     shared::<Engine>();
 };
+
+/// `f`'s answer, guarded, for a message plainbounce has not handled before (never twice).
+fn unless_marked(raw: &[u8], f: impl FnOnce() -> Outcome<Splice>) -> Outcome<Splice> {
+    guarded(|| if Head::parse(raw).has(MARKER) { Outcome::Pass("already handled by plainbounce".into()) } else { f() })
+}
 
 /// Run `f`; a panic becomes a pass (the door then sends the original on).
 fn guarded<B>(f: impl FnOnce() -> Outcome<B>) -> Outcome<B> {

@@ -147,8 +147,7 @@ fn in_order<T: Sync, R: Send>(
         return items.iter().try_for_each(|item| emit(work(item)));
     }
     let window = jobs * 16;
-    // (next item to take, items emitted so far, stop)
-    let state = Mutex::new((0usize, 0usize, false));
+    let state = Mutex::new(Progress::default());
     let moved = Condvar::new();
     let (tx, rx) = std::sync::mpsc::channel::<(usize, R)>();
     std::thread::scope(|scope| {
@@ -157,12 +156,12 @@ fn in_order<T: Sync, R: Send>(
             let (state, moved, work) = (&state, &moved, &work);
             scope.spawn(move || loop {
                 let i = {
-                    let mut s = moved.wait_while(state.lock().unwrap(), |s| !s.2 && s.0 >= s.1 + window).unwrap();
-                    if s.2 || s.0 >= items.len() {
+                    let mut s = moved.wait_while(state.lock().unwrap(), |s| !s.stop && s.next >= s.emitted + window).unwrap();
+                    if s.stop || s.next >= items.len() {
                         return;
                     }
-                    s.0 += 1;
-                    s.0 - 1
+                    s.next += 1;
+                    s.next - 1
                 };
                 if tx.send((i, work(&items[i]))).is_err() {
                     return;
@@ -171,14 +170,25 @@ fn in_order<T: Sync, R: Send>(
         }
         drop(tx);
         let result = emit_in_order(rx, &mut emit, |emitted| {
-            state.lock().unwrap().1 = emitted;
+            state.lock().unwrap().emitted = emitted;
             moved.notify_all();
         });
         // On a write error, let the workers go.
-        state.lock().unwrap().2 = true;
+        state.lock().unwrap().stop = true;
         moved.notify_all();
         result
     })
+}
+
+/// Shared by `in_order`'s workers and writer.
+#[derive(Default)]
+struct Progress {
+    /// The next item to take.
+    next: usize,
+    /// Items written so far.
+    emitted: usize,
+    /// The writer failed: take no more.
+    stop: bool,
 }
 
 /// Results as they come, emitted in index order; `progress` hears the count emitted.
