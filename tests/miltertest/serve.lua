@@ -2,6 +2,12 @@
 -- second, independent MTA-side implementation. Run by tests/milter_miltertest.rs:
 --   miltertest -D socket=inet:PORT@127.0.0.1 -s tests/miltertest/serve.lua
 -- The daemon runs with max_body = 2000.
+--
+-- No bounce is rewritten here: miltertest 2.11.0~beta2 (Debian 12) overflows a stack
+-- buffer on a replace-body chunk over about 1 KB ("stack smashing detected"; measured
+-- with a stand-in milter: 1,024 bytes pass, 1,500 crash), and the milter sends chunks of
+-- up to 64 KB, as the protocol allows. Rewrites are checked with indymilter-test and the
+-- real MTAs instead.
 
 local function expect(what, got, want)
 	if got ~= want then
@@ -59,7 +65,7 @@ ok("body", mt.bodystring(conn, "just some text\r\n"))
 expect("body", mt.getreply(conn), SMFIR_CONTINUE)
 ok("eom", mt.eom(conn))
 expect("eom", mt.getreply(conn), SMFIR_CONTINUE)
-if mt.eom_check(conn, MT_BODYCHANGE) or mt.eom_check(conn, MT_HDRADD) or mt.eom_check(conn, MT_HDRCHANGE) then
+if mt.eom_check(conn, MT_BODYCHANGE) or mt.eom_check(conn, MT_HDRADD) or mt.eom_check(conn, MT_HDRINSERT) or mt.eom_check(conn, MT_HDRCHANGE) then
 	error("a message that is no bounce was modified")
 end
 
