@@ -120,3 +120,42 @@ async fn over_the_time_budget_the_milter_passes_unchanged() {
     }
     assert_eq!(verdict(&vs, "10000-recipients"), &Verdict::PassedInstead, "1000 recipients cannot be rewritten in 1 ms");
 }
+
+/// The one tempfail: a bounce larger than the milter keeps in memory is rewritten with its
+/// tail read back from the spill file while the new body goes out. If that read fails
+/// midway, Continue would deliver a truncated body; tempfail makes the MTA drop every
+/// change and keep the message. The failure is injected by truncating the (unlinked)
+/// spill file through /proc before the end of message.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spill_file_that_cannot_be_read_back_tempfails_instead_of_truncating() {
+    let server = Server::start(Path::new(BIN), "hostile-milter-spill", |p| config(p, "timeout_ms = 30000")).unwrap();
+    let config = Config::parse(&std::fs::read_to_string(server.config_path()).unwrap(), "test").unwrap();
+    let engine = Engine::new(config).unwrap();
+    let mut big = Dsn::new("550 5.1.1 user unknown");
+    big.returned = Some(format!("Content-Type: message/rfc822\n\nSubject: big\n\n{}", ("C".repeat(76) + "\n").repeat(1024 * 1024 / 77)));
+    let s = sample("spill".into(), &big.build(), true, usize::MAX, &engine).unwrap();
+    let mut pick = |_: usize| 65_534;
+
+    // Untouched, the same message is rewritten: the injection below is what changes it.
+    let mut conn = server.connect().await.unwrap();
+    let Ok(Sent::Answered(actions, _)) = send(&mut conn, &s, Fate::Complete, &mut pick).await else { panic!("no answer") };
+    assert_eq!(milter_client::judge(&s, &actions), Verdict::Rewritten);
+
+    assert!(matches!(send(&mut conn, &s, Fate::Hold, &mut pick).await, Ok(Sent::Stopped)));
+    let spills = spill_files(server.pid);
+    assert_eq!(spills.len(), 1, "one message in flight, one spill file: {spills:?}");
+    std::fs::OpenOptions::new().write(true).open(&spills[0]).unwrap().set_len(0).unwrap();
+    let (actions, status) = conn.eom().await.unwrap();
+    assert!(matches!(status, indymilter_test::Status::Tempfail { .. }), "{status:?} {actions:?}");
+    assert!(server.log().contains("tempfail"), "{}", server.log());
+}
+
+/// The server's open spill files, as /proc/PID/fd links (they are unlinked at creation).
+fn spill_files(pid: u32) -> Vec<std::path::PathBuf> {
+    let dir = format!("/proc/{pid}/fd");
+    std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| std::fs::read_link(p).is_ok_and(|t| t.to_string_lossy().contains(".plainbounce-spill-")))
+        .collect()
+}

@@ -75,6 +75,8 @@ pub enum Fate {
     Complete,
     Abort,
     Drop,
+    /// Everything but the end of message (the caller sends it).
+    Hold,
 }
 
 /// How a message ended on the client's side.
@@ -109,7 +111,7 @@ pub async fn send(conn: &mut TestConnection, s: &Sample, fate: Fate, pick: &mut 
         Err(TestError::MilterUsage) => {}
         Err(e) => return Err(format!("{}: data: {e:?}", s.name)),
     }
-    let stop_at = if fate == Fate::Complete { usize::MAX } else { pick(s.headers.len() + 2) };
+    let stop_at = if matches!(fate, Fate::Complete | Fate::Hold) { usize::MAX } else { pick(s.headers.len() + 2) };
     for (i, (n, v)) in s.headers.iter().enumerate() {
         if i == stop_at {
             return Ok(Sent::Stopped);
