@@ -10,7 +10,7 @@ mod hostile_support;
 mod invariants;
 
 use hostile_support::{arf_report, auto_reply, recipient, Dsn};
-use mail_parser::{MessageParser, PartType};
+use mail_parser::{MessageParser, MimeHeaders, PartType};
 use plainbounce::config::Config;
 use plainbounce::dsn::{Bounce, OriginalMessage, RecipientFacts, ReportKind};
 use plainbounce::engine::{self, Engine, Options, Outcome};
@@ -189,6 +189,21 @@ fn plain_text_bounce_is_wrapped() {
         Hi. This is the qmail-send program at mx.example.org.\n<bob@remote.example>:\n\
         550 5.1.1 Benutzer unbekannt \xe4\n--- Below this line is a copy of the message.\n";
     rewrite(raw, &bounce(vec![facts("bob@remote.example", "5.1.1", "550 5.1.1 Benutzer unbekannt")]));
+}
+
+/// The fuzzer's find: mail-parser 0.11 swallows the field after a malformed Date, so new
+/// MIME fields appended after it were invisible to mail-parser readers. The whole path,
+/// parser included, must leave a wrapped bounce that reads as multipart.
+#[test]
+fn wrapped_bounce_ending_in_a_malformed_date_stays_multipart() {
+    let raw = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/seeds/qmail-bad-date.eml")).unwrap();
+    assert!(raw.windows(6).any(|w| w == b"+0900h"), "the seed still ends its header with the malformed Date");
+    let Outcome::Modify(m) = ENGINE.process(&raw) else { panic!("not rewritten") };
+    let out = engine::apply(&raw, &m);
+    invariants::check_rewrite(&raw, &m, &out).unwrap_or_else(|e| panic!("{e}\n{}", String::from_utf8_lossy(&out)));
+    let ctype = MessageParser::default().parse(&out).and_then(|msg| msg.content_type().map(|c| c.ctype().to_string()));
+    assert_eq!(ctype.as_deref(), Some("multipart"), "{}", String::from_utf8_lossy(&out));
+    texts(&out);
 }
 
 #[test]
