@@ -90,12 +90,16 @@ impl PatternSet {
             .min_by_key(|(_, m)| m.start())
     }
 
-    /// Compile every pattern now (for `check-config`): a pattern that passes the syntax
-    /// check can still be too big to compile.
+    /// Compile every pattern now (`check-config`, and `serve` at start and reload, so no
+    /// message waits for it): a pattern that passes the syntax check can still be too big
+    /// to compile.
     pub fn compile_all(&self) -> Result<()> {
-        for (i, src) in self.sources.iter().enumerate() {
-            compile(src, self.case_insensitive).with_context(|| format!("pattern {src:?}"))?;
-            let _ = self.regex(i);
+        for (src, compiled) in self.sources.iter().zip(&self.compiled) {
+            // Compiled already, or failed at first use (then say why now).
+            if !matches!(compiled.get(), Some(Some(_))) {
+                let re = compile(src, self.case_insensitive).with_context(|| format!("pattern {src:?}"))?;
+                let _ = compiled.set(Some(re));
+            }
         }
         Ok(())
     }
@@ -181,6 +185,18 @@ mod tests {
 
     fn matcher(patterns: &[&str]) -> PatternSet {
         PatternSet::new(patterns.iter().map(|p| ("t", *p)), true).unwrap()
+    }
+
+    /// Syntax passes at load; only compiling finds the size. At first use the pattern is
+    /// skipped (and logged), `compile_all` names it.
+    #[test]
+    fn a_pattern_too_big_to_compile_is_skipped_in_use_and_named_by_compile_all() {
+        let m = matcher(&[r"\w{20000}", "user unknown"]);
+        assert_eq!(m.matching("user unknown"), vec![1]);
+        assert_eq!(m.matching(&"a".repeat(20_000)), Vec::<usize>::new());
+        let err = format!("{:#}", m.compile_all().unwrap_err());
+        assert!(err.contains(r"\w{20000}") && err.contains("size limit"), "{err}");
+        assert!(matcher(&["user unknown", r"\d{3}"]).compile_all().is_ok());
     }
 
     #[test]

@@ -166,6 +166,43 @@ async fn unix_socket_from_the_config_with_its_mode() {
     assert!(!socket.exists(), "socket file left behind");
 }
 
+/// A knowledge-base pattern too big to compile stops `serve` at start (it compiles every
+/// pattern then), as `check-config` reports it, instead of being skipped at first use.
+#[test]
+fn a_pattern_too_big_to_compile_stops_the_start() {
+    let dir = scratch_dir("huge-pattern");
+    let kb = dir.join("local.toml");
+    std::fs::write(&kb, "[[rule]]\nid = \"local-huge\"\ncause = \"user-unknown\"\npattern = '\\w{20000}'\npriority = 6\n").unwrap();
+    let config = dir.join("plainbounce.toml");
+    write_config(&config, &[("kb_files", vec![kb.to_str().unwrap()].into())]);
+    for command in ["serve", "check-config"] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_plainbounce"));
+        match command {
+            "serve" => cmd.args(["serve", "--socket", "inet:0@127.0.0.1", "--config"]),
+            _ => cmd.arg("check-config"),
+        };
+        let out = output_within(cmd.arg(&config), Duration::from_secs(30));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{command} accepted it: {stderr}");
+        assert!(stderr.contains(r"\\w{20000}") && stderr.contains("size limit"), "{command}: {stderr}");
+    }
+}
+
+/// The command's output; it is killed (and the test fails) if it runs longer than `limit`.
+fn output_within(cmd: &mut Command, limit: Duration) -> std::process::Output {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("still running after {limit:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
 #[test]
 fn a_broken_config_at_start_is_a_clear_error() {
     let dir = scratch_dir("broken");

@@ -68,12 +68,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
 }
 
 /// Build an engine from a configuration that is fit to run with (also on reload, so a
-/// config accepted now will not stop the next start).
+/// config accepted now will not stop the next start). Every pattern is compiled here:
+/// a pattern too big to compile is refused now, and no message pays for compiling.
 fn build(config: Config) -> Result<Engine> {
     SocketSpec::parse(&config.socket)?;
     listen::parse_mode(&config.socket_mode)?;
     logging::filter(&config.log_level)?;
-    Engine::new(config)
+    let engine = Engine::new(config)?;
+    engine.kb().compile_all()?;
+    Ok(engine)
 }
 
 /// What the daemon started with: settings a reload cannot change, and the logger.
