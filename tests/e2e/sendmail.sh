@@ -69,9 +69,12 @@ define(\`confPID_FILE', \`$SM/sendmail.pid')dnl
 define(\`confCW_FILE', \`-o $SM/local-host-names')dnl
 define(\`confPRIVACY_FLAGS', \`goaway')dnl
 define(\`confLOG_LEVEL', \`14')dnl
-dnl Queue instead of delivering only far above any load a busy CI machine reaches (the
-dnl defaults, 8 and 12 per CPU, made sendmail answer "will queue" during a parallel build
-dnl and deliver nothing within the test's wait).
+dnl A checkout under /tmp (world-writable, sticky) must count as a safe path: otherwise
+dnl sendmail refuses to build the alias database there, and queues every message for
+dnl later ("alias database unavailable", "Recipient ok (will queue)").
+define(\`confDONT_BLAME_SENDMAIL', \`TrustStickyBit')dnl
+dnl Deliver at once however loaded the machine is (by default sendmail queues above a
+dnl load of 8 per CPU and refuses connections above 12 per CPU).
 define(\`confQUEUE_LA', \`1000')dnl
 define(\`confREFUSE_LA', \`1000')dnl
 define(\`LOCAL_MAILER_PATH', \`$SM/deliver')dnl
