@@ -56,8 +56,8 @@ static FAMILY_SET: LazyLock<PatternSet> =
 pub(crate) fn family(text: &str) -> Option<&'static str> {
     let (_, m) = FAMILY_SET.leftmost(text)?;
     // Widen to whole lines so that anchored sentences match again.
-    let start = text[..m.start()].rfind('\n').map_or(0, |i| i + 1);
-    let end = text[m.end()..].find('\n').map_or(text.len(), |i| m.end() + i);
+    let start = text[..m.start].rfind('\n').map_or(0, |i| i + 1);
+    let end = text[m.end..].find('\n').map_or(text.len(), |i| m.end + i);
     FAMILY_SET.matching(&text[start..end]).first().map(|&i| FAMILIES[i].0)
 }
 
