@@ -100,6 +100,8 @@ fn write_human(out: &mut impl Write, e: &Explanation, lang: &str, indent: &str) 
 
 fn explain_files(kb: &KnowledgeBase, args: &Args, out: &mut impl Write) -> Result<ExitCode> {
     let paths = expand(&args.files);
+    // One write per buffer, not per line: a run over many files writes a line each.
+    let out = &mut std::io::BufWriter::new(out);
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).clamp(1, paths.len().max(1));
     let mut failed = false;
     in_order(&paths, jobs, |path| explain_file(kb, args, path), |done| {
@@ -109,6 +111,7 @@ fn explain_files(kb: &KnowledgeBase, args: &Args, out: &mut impl Write) -> Resul
         }
         out.write_all(&done.output)
     })?;
+    out.flush()?;
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
@@ -134,9 +137,13 @@ fn explain_file(kb: &KnowledgeBase, args: &Args, path: &Path) -> Explained {
     Explained { name, output, error }
 }
 
+/// Items a worker takes at a time: fewer hand-overs between threads (each one can cost
+/// a wake-up of the writer and of a waiting worker).
+const CHUNK: usize = 8;
+
 /// Run `work` on every item on `jobs` threads and hand the results to `emit` in the
-/// items' order. A worker takes an item only while it is fewer than `window` ahead of the
-/// last one emitted, so memory stays bounded however many items there are.
+/// items' order. A worker takes a chunk of items only while its end is at most `window`
+/// ahead of the last one emitted, so memory stays bounded however many items there are.
 fn in_order<T: Sync, R: Send>(
     items: &[T],
     jobs: usize,
@@ -149,21 +156,24 @@ fn in_order<T: Sync, R: Send>(
     let window = jobs * 16;
     let state = Mutex::new(Progress::default());
     let moved = Condvar::new();
-    let (tx, rx) = std::sync::mpsc::channel::<(usize, R)>();
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, Vec<R>)>();
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             let tx = tx.clone();
             let (state, moved, work) = (&state, &moved, &work);
             scope.spawn(move || loop {
-                let i = {
-                    let mut s = moved.wait_while(state.lock().unwrap(), |s| !s.stop && s.next >= s.emitted + window).unwrap();
+                let chunk = {
+                    let end = |s: &Progress| (s.next + CHUNK).min(items.len());
+                    let mut s = moved.wait_while(state.lock().unwrap(), |s| !s.stop && end(s) > s.emitted + window).unwrap();
                     if s.stop || s.next >= items.len() {
                         return;
                     }
-                    s.next += 1;
-                    s.next - 1
+                    let chunk = s.next..end(&s);
+                    s.next = chunk.end;
+                    chunk
                 };
-                if tx.send((i, work(&items[i]))).is_err() {
+                let start = chunk.start;
+                if tx.send((start, items[chunk].iter().map(work).collect())).is_err() {
                     return;
                 }
             });
@@ -191,19 +201,20 @@ struct Progress {
     stop: bool,
 }
 
-/// Results as they come, emitted in index order; `progress` hears the count emitted.
+/// Chunks of results as they come, each tagged with its first item's index, emitted in
+/// index order; `progress` hears the count emitted.
 fn emit_in_order<R>(
-    rx: std::sync::mpsc::Receiver<(usize, R)>,
+    rx: std::sync::mpsc::Receiver<(usize, Vec<R>)>,
     emit: &mut impl FnMut(R) -> std::io::Result<()>,
     progress: impl Fn(usize),
 ) -> std::io::Result<()> {
     let mut waiting = BTreeMap::new();
     let mut want = 0;
-    for (i, r) in rx {
-        waiting.insert(i, r);
-        while let Some(r) = waiting.remove(&want) {
-            emit(r)?;
-            want += 1;
+    for (i, chunk) in rx {
+        waiting.insert(i, chunk);
+        while let Some(chunk) = waiting.remove(&want) {
+            want += chunk.len();
+            chunk.into_iter().try_for_each(&mut *emit)?;
         }
         progress(want);
     }
