@@ -20,19 +20,23 @@ pub(crate) struct Reply {
 pub(crate) fn sanitize(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut space = false;
-    for c in s.chars() {
+    let mut rest = s;
+    while let Some(c) = rest.chars().next() {
+        // A run of printable ASCII (most of any text) is taken whole; else one character.
+        let run = rest.bytes().take_while(|b| (0x21..0x7f).contains(b)).count();
+        let (piece, after) = rest.split_at(run.max(c.len_utf8()));
+        rest = after;
         if c == '\u{fffd}' {
             continue;
         }
         if c.is_whitespace() || c.is_control() || c == '\u{feff}' {
             space = !out.is_empty();
-        } else {
-            if space {
-                out.push(' ');
-                space = false;
-            }
-            out.push(c);
+            continue;
         }
+        if std::mem::take(&mut space) {
+            out.push(' ');
+        }
+        out.push_str(piece);
     }
     out
 }
@@ -326,6 +330,41 @@ fn indent(line: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `sanitize` as first written, a character at a time: the reference.
+    fn sanitize_by_char(s: &str) -> String {
+        let mut out = String::new();
+        let mut space = false;
+        for c in s.chars().filter(|&c| c != '\u{fffd}') {
+            if c.is_whitespace() || c.is_control() || c == '\u{feff}' {
+                space = !out.is_empty();
+            } else {
+                if std::mem::take(&mut space) {
+                    out.push(' ');
+                }
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn sanitize_matches_the_character_by_character_reference() {
+        let mut texts: Vec<String> = ["", " ", "a", " a\tb\r\n c ", "\u{feff}x\u{fffd}y\u{0}z\u{7f}", "é\u{2028}ü\u{a0}\u{85}."]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus/emails");
+        for entry in std::fs::read_dir(&corpus).into_iter().flatten().flatten() {
+            if let Ok(raw) = std::fs::read(entry.path()) {
+                texts.push(String::from_utf8_lossy(&raw).into_owned());
+            }
+        }
+        assert!(texts.len() > 200, "corpus not found at {}", corpus.display());
+        for t in &texts {
+            assert_eq!(sanitize(t), sanitize_by_char(t), "{:?}", t.get(..200));
+        }
+    }
 
     #[test]
     fn multiline_replies_are_joined() {
