@@ -15,10 +15,10 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use anyhow::{Context, Result};
 use regex_automata::meta::{self, Regex};
 use regex_automata::util::syntax;
-use std::ops::Range;
 use regex_syntax::hir::literal::{Extractor, ExtractKind, Seq};
 use regex_syntax::hir::Hir;
 use regex_syntax::ParserBuilder;
+use std::ops::Range;
 use std::sync::OnceLock;
 
 /// Heap limit for compiling one pattern's NFA (the regex crate's default size limit is 10 MB).
@@ -138,11 +138,12 @@ impl PatternSet {
     }
 }
 
-fn compile(pattern: &str, case_insensitive: bool) -> Result<Regex, meta::BuildError> {
-    meta::Builder::new()
+fn compile(pattern: &str, case_insensitive: bool) -> Result<Regex> {
+    let re = meta::Builder::new()
         .configure(Regex::config().auto_prefilter(false).nfa_size_limit(Some(SIZE_LIMIT)))
         .syntax(syntax::Config::new().case_insensitive(case_insensitive))
-        .build(pattern)
+        .build(pattern)?;
+    Ok(re)
 }
 
 /// Literals one of which every match of `pattern` contains (its prefixes or its

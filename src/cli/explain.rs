@@ -157,13 +157,14 @@ fn in_order<T: Sync, R: Send>(
     let state = Mutex::new(Progress::default());
     let moved = Condvar::new();
     let (tx, rx) = std::sync::mpsc::channel::<(usize, Vec<R>)>();
+    // Where the chunk a worker would take next ends.
+    let end = |s: &Progress| (s.next + CHUNK).min(items.len());
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             let tx = tx.clone();
             let (state, moved, work) = (&state, &moved, &work);
             scope.spawn(move || loop {
                 let chunk = {
-                    let end = |s: &Progress| (s.next + CHUNK).min(items.len());
                     let mut s = moved.wait_while(state.lock().unwrap(), |s| !s.stop && end(s) > s.emitted + window).unwrap();
                     if s.stop || s.next >= items.len() {
                         return;
