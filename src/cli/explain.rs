@@ -2,9 +2,10 @@
 
 use anyhow::{bail, Result};
 use plainbounce::classify::{self, Explanation};
-use plainbounce::dsn::{self, Bounce, Detection, RecipientFacts};
-use plainbounce::kb::KnowledgeBase;
-use serde_json::{json, Map, Value};
+use plainbounce::dsn::{self, Detection, RecipientFacts};
+use plainbounce::kb::{Evidence, KnowledgeBase};
+use serde::Serialize;
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -52,36 +53,102 @@ pub fn run(args: Args) -> Result<ExitCode> {
         classify::explain_text(&kb, &text)
     };
     if args.json {
-        let mut obj = explanation_json(&e, &args.lang);
-        obj.insert("input".into(), json!(text));
-        writeln!(out, "{}", Value::Object(obj))?;
+        let input = Some(text.as_str());
+        write_json_line(out, &ExplanationJson { input, ..ExplanationJson::new(&e, &args.lang) })?;
     } else {
         write_human(out, &e, &args.lang, "")?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// The fields of the `explain` contract that describe an explanation.
-pub fn explanation_json(e: &Explanation, lang: &str) -> Map<String, Value> {
-    let t = e.cause.texts(lang);
-    let v = json!({
-        "reason": e.cause.reason,
-        "cause": e.cause.id,
-        "title": t.title,
-        "explanation": t.explanation,
-        "remedy": t.remedy,
-        "admin_note": t.admin_note,
-        "who": e.cause.who.as_str(),
-        "permanent": e.permanent,
-        "matched": e.matched(),
-        "evidence": e.evidence(),
-        "reply_code": e.reply_code,
-        "status": e.status,
-    });
-    match v {
-        Value::Object(m) => m,
-        _ => unreachable!("json! of an object literal"),
+/// An explanation in the `explain --json` contract. The keys are in alphabetical order,
+/// as they always were; the recipient keys are `None` (and left out) for a reply text,
+/// `input` for a bounce's recipient.
+#[derive(Serialize)]
+struct ExplanationJson<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action: Option<Option<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    address: Option<Option<&'a str>>,
+    admin_note: &'a str,
+    cause: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    command: Option<Option<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    diagnostic: Option<Option<&'a str>>,
+    evidence: Option<Evidence>,
+    explanation: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    input: Option<&'a str>,
+    matched: String,
+    permanent: bool,
+    reason: &'a str,
+    remedy: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remote_mta: Option<Option<&'a str>>,
+    reply_code: Option<u16>,
+    status: Option<&'a str>,
+    title: &'a str,
+    who: &'a str,
+}
+
+impl<'a> ExplanationJson<'a> {
+    fn new(e: &'a Explanation, lang: &str) -> Self {
+        let t = e.cause.texts(lang);
+        ExplanationJson {
+            action: None,
+            address: None,
+            admin_note: &t.admin_note,
+            cause: &e.cause.id,
+            command: None,
+            diagnostic: None,
+            evidence: e.evidence(),
+            explanation: &t.explanation,
+            input: None,
+            matched: e.matched(),
+            permanent: e.permanent,
+            reason: &e.cause.reason,
+            remedy: &t.remedy,
+            remote_mta: None,
+            reply_code: e.reply_code,
+            status: e.status.as_deref(),
+            title: &t.title,
+            who: e.cause.who.as_str(),
+        }
     }
+
+    /// A bounce's recipient: what the report says about it, and "status" the report's
+    /// own Status field when it has one.
+    fn recipient(e: &'a Explanation, r: &'a RecipientFacts, lang: &str) -> Self {
+        let base = ExplanationJson::new(e, lang);
+        ExplanationJson {
+            action: Some(r.action.as_deref()),
+            address: Some(r.address.as_deref()),
+            command: Some(r.command.as_deref()),
+            diagnostic: Some(r.diagnostic.as_deref()),
+            remote_mta: Some(r.remote_mta.as_deref()),
+            status: r.status.as_deref().or(base.status),
+            ..base
+        }
+    }
+}
+
+/// One line of `explain --file --json`.
+#[derive(Serialize)]
+struct MessageJson<'a> {
+    bounce: bool,
+    file: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    format: Option<&'a str>,
+    recipients: Vec<ExplanationJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    why: Option<&'a str>,
+}
+
+fn write_json_line(out: &mut impl Write, value: &impl Serialize) -> Result<()> {
+    serde_json::to_writer(&mut *out, value)?;
+    out.write_all(b"\n")?;
+    Ok(())
 }
 
 fn write_human(out: &mut impl Write, e: &Explanation, lang: &str, indent: &str) -> Result<()> {
@@ -225,15 +292,22 @@ fn emit_in_order<R>(
 fn explain_message(kb: &KnowledgeBase, args: &Args, name: &str, raw: &[u8], out: &mut impl Write) -> Result<()> {
     let detection = dsn::parse(raw);
     if args.json {
-        let obj = match &detection {
-            Detection::NotBounce(why) => json!({"file": name, "bounce": false, "why": why, "recipients": []}),
+        return match &detection {
+            Detection::NotBounce(why) => {
+                let line = MessageJson { bounce: false, file: name, format: None, recipients: vec![], why: Some(why) };
+                write_json_line(out, &line)
+            }
             Detection::Bounce(b) => {
-                let recipients: Vec<Value> = b.recipients.iter().map(|r| recipient_json(kb, b, r, &args.lang)).collect();
-                json!({"file": name, "bounce": true, "format": b.format, "recipients": recipients})
+                let explained: Vec<Explanation> = b.recipients.iter().map(|r| classify::classify_in(kb, b, r)).collect();
+                let recipients = explained
+                    .iter()
+                    .zip(&b.recipients)
+                    .map(|(e, r)| ExplanationJson::recipient(e, r, &args.lang))
+                    .collect();
+                let line = MessageJson { bounce: true, file: name, format: Some(b.format), recipients, why: None };
+                write_json_line(out, &line)
             }
         };
-        writeln!(out, "{obj}")?;
-        return Ok(());
     }
     match &detection {
         Detection::NotBounce(why) => writeln!(out, "{name}: not a bounce ({why})")?,
@@ -249,21 +323,6 @@ fn explain_message(kb: &KnowledgeBase, args: &Args, name: &str, raw: &[u8], out:
         }
     }
     Ok(())
-}
-
-fn recipient_json(kb: &KnowledgeBase, b: &Bounce, r: &RecipientFacts, lang: &str) -> Value {
-    let e = classify::classify_in(kb, b, r);
-    let mut obj = explanation_json(&e, lang);
-    obj.insert("address".into(), json!(r.address));
-    obj.insert("action".into(), json!(r.action));
-    obj.insert("diagnostic".into(), json!(r.diagnostic));
-    obj.insert("remote_mta".into(), json!(r.remote_mta));
-    obj.insert("command".into(), json!(r.command));
-    // "status" is the report's own Status field when it has one.
-    if r.status.is_some() {
-        obj.insert("status".into(), json!(r.status));
-    }
-    Value::Object(obj)
 }
 
 /// Files as given, directories expanded to their files (sorted, recursively).
