@@ -10,6 +10,7 @@ mod original;
 mod reply;
 mod report;
 mod text;
+mod trim;
 
 pub(crate) use reply::command_in;
 
@@ -107,7 +108,7 @@ pub const PARSER_FAILURE: &str = "the message could not be read (parser failure)
 pub fn parse(raw: &[u8]) -> Detection {
     let raw = &raw[..raw.len().min(MAX_INPUT)];
     // The MIME parser is third-party code: a panic in it must not take mail down.
-    match std::panic::catch_unwind(|| detect::detect(raw)) {
+    match std::panic::catch_unwind(|| detect::detect(&trim::for_parsing(raw))) {
         Ok(Detection::Bounce(b)) => Detection::Bounce(clean(b)),
         Ok(d) => d,
         Err(_) => Detection::NotBounce(PARSER_FAILURE.into()),
