@@ -192,7 +192,7 @@ impl Engine {
             return Outcome::Pass(format!("{to} looks like an automated bounce handler"));
         }
         let lang = self.policies.language(dp, &bounce.original, opts.lang);
-        let explained: Vec<(&RecipientFacts, Explanation)> = failing.iter().map(|r| (*r, classify::classify_in(&self.kb, &bounce, r))).collect();
+        let explained: Vec<(&RecipientFacts, Explanation)> = failing.iter().map(|r| (*r, classify::classify_in(&self.kb, bounce, r))).collect();
         let mut reasons: Vec<&str> = Vec::new();
         for (_, e) in &explained {
             if !reasons.contains(&e.cause.reason.as_str()) {

@@ -233,8 +233,9 @@ fn parse_args() -> Result<Args, String> {
     if args.addr.is_empty() || args.file.is_empty() {
         return Err("need --addr HOST:PORT and --file MESSAGE".into());
     }
-    if args.sessions == 0 || !(args.max_seconds > 0.0) {
-        return Err("--sessions and --max-seconds must be positive".into());
+    // NaN and infinity too: Duration::from_secs_f64 would panic on them.
+    if args.sessions == 0 || !args.max_seconds.is_finite() || args.max_seconds <= 0.0 {
+        return Err("--sessions and --max-seconds must be positive (and finite)".into());
     }
     Ok(args)
 }

@@ -17,6 +17,9 @@ pub(crate) use reply::command_in;
 use serde::Serialize;
 
 /// What a message turned out to be.
+// Boxing the bounce would cost an allocation per message for nothing: a Detection is
+// returned once and unpacked at once, never stored in bulk.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum Detection {
     /// A delivery report (failure, delay, ...) with what could be learned from it.

@@ -103,7 +103,7 @@ pub fn merge(sources: &[(String, String)]) -> Result<Merged> {
     let mut merged = Merged::default();
     for (name, text) in sources {
         let file: File = toml::from_str(text).with_context(|| format!("{name}: invalid knowledge-base TOML"))?;
-        merge_file(&mut merged, file).with_context(|| format!("{name}"))?;
+        merge_file(&mut merged, file).with_context(|| name.clone())?;
     }
     Ok(merged)
 }
