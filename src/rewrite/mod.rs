@@ -95,7 +95,7 @@ pub fn head_suffices(head: &[u8]) -> Result<(), String> {
     }
     let h = Head::parse(head);
     let boundary = top_boundary(&h).ok_or("not a multipart/report or /mixed")?;
-    let delims = delimiters(h.body(), boundary.as_bytes());
+    let delims: Vec<Delimiter> = delimiters(h.body(), boundary.as_bytes()).collect();
     let ([first, _, ..], Some(last)) = (delims.as_slice(), delims.last()) else { return Err("part 1 does not end in the head".into()) };
     if first.close {
         return Err("no parts".into());
@@ -137,8 +137,8 @@ fn top_boundary(head: &Head) -> Option<String> {
 fn replace_first_part(head: &Head, alt: &[u8]) -> Option<Splice> {
     let boundary = top_boundary(head)?;
     let body = head.body();
-    let delims = delimiters(body, boundary.as_bytes());
-    let (Some(first), Some(second)) = (delims.first(), delims.get(1)) else { return None };
+    let mut delims = delimiters(body, boundary.as_bytes());
+    let (Some(first), Some(second)) = (delims.next(), delims.next()) else { return None };
     if first.close {
         return None;
     }
@@ -221,27 +221,32 @@ struct Delimiter {
     close: bool,
 }
 
-/// The delimiter lines of `boundary` (RFC 2046 §5.1.1), up to and including the close
-/// delimiter.
-fn delimiters(body: &[u8], boundary: &[u8]) -> Vec<Delimiter> {
-    let mut found = Vec::new();
+/// The delimiter lines of `boundary` (RFC 2046 §5.1.1), in order, up to and including the
+/// close delimiter. Lazy, and found with `memmem`: a caller that needs the first two
+/// should not walk a 1 MB returned message line by line (6 instructions a byte).
+fn delimiters<'a>(body: &'a [u8], boundary: &[u8]) -> impl Iterator<Item = Delimiter> + 'a {
+    let finder = memchr::memmem::Finder::new(&[b"--", boundary].concat()).into_owned();
     let mut pos = 0;
-    while pos < body.len() {
-        let end = body[pos..].iter().position(|&b| b == b'\n').map_or(body.len(), |i| pos + i + 1);
-        let line = &body[pos..end];
-        if let Some(rest) = line.strip_prefix(b"--").and_then(|l| l.strip_prefix(boundary)) {
+    let mut closed = false;
+    std::iter::from_fn(move || {
+        while !closed {
+            let at = pos + finder.find(&body[pos..])?;
+            if at > 0 && body[at - 1] != b'\n' {
+                pos = at + 1; // not at the start of a line
+                continue;
+            }
+            let end = memchr::memchr(b'\n', &body[at..]).map_or(body.len(), |i| at + i + 1);
+            pos = end;
+            let rest = &body[at + finder.needle().len()..end];
             let close = rest.starts_with(b"--");
             let tail = if close { &rest[2..] } else { rest };
             if tail.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n')) {
-                found.push(Delimiter { line_start: pos, line_end: end, close });
-                if close {
-                    break;
-                }
+                closed = close;
+                return Some(Delimiter { line_start: at, line_end: end, close });
             }
         }
-        pos = end;
-    }
-    found
+        None
+    })
 }
 
 /// Where a part's content ends: the line break before the next delimiter belongs to it.
@@ -275,12 +280,16 @@ mod tests {
 
     #[test]
     fn finds_delimiters() {
-        let body = b"pre\n--b\nA\n--b \n\nB\n--bx\n--b--\nepi\n--b\n";
-        let d = delimiters(body, b"b");
+        let body = b"pre\n--b\nA x--b\n--b \n\nB\n--bx\n--b--\nepi\n--b\n";
+        let d: Vec<Delimiter> = delimiters(body, b"b").collect();
         assert_eq!(d.len(), 3);
+        assert_eq!((d[0].line_start, d[0].line_end), (4, 8));
         assert!(d[2].close);
         assert_eq!(&body[d[1].line_start..d[1].line_end], b"--b \n");
-        assert_eq!(content_end(body, d[0].line_end, d[1].line_start), 9);
+        assert_eq!(content_end(body, d[0].line_end, d[1].line_start), 14);
+        // At the very start, and a body that ends without a line break.
+        let d: Vec<Delimiter> = delimiters(b"--b\nA\n--b--", b"b").collect();
+        assert_eq!((d.len(), d[0].line_start, d[1].line_end, d[1].close), (2, 0, 11, true));
     }
 
     #[test]
