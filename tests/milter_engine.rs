@@ -5,7 +5,7 @@
 
 mod milter_support;
 
-use indymilter_test::{EomAction, MacroStage, Status, TestConnection};
+use indymilter_test::{EomAction, MacroStage, ProtoOpts, Status, TestConnection};
 use plainbounce::config::Config;
 use plainbounce::engine::{self, Engine, Options, Outcome};
 use plainbounce::milter::Milter;
@@ -168,12 +168,48 @@ fn corpus_files() -> Vec<PathBuf> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_milter_applies_exactly_what_the_engine_decides() {
+    let (config, engine) = engine();
+    let running = milter_support::start(Milter::with_engine(config).unwrap(), 10).await;
+    let mut conn = TestConnection::open(running.addr).await.unwrap();
+    // On TCP every stage is answered (see listen::Unanswered).
+    assert!(!conn.negotiated_opts().intersects(QUIET), "{:?}", conn.negotiated_opts());
+    corpus_through(&mut conn, &engine, Status::Continue).await;
+}
+
+/// The same over a unix socket, where RCPT, DATA and the headers go unanswered: the
+/// milter must still see all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_over_a_unix_socket_with_unanswered_stages() {
+    let (config, engine) = engine();
+    let path = std::env::temp_dir().join(format!("plainbounce-milter-engine-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let listener = tokio::net::UnixListener::bind(&path).unwrap();
+    let milter = std::sync::Arc::new(Milter::with_engine(config).unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(milter.run(listener, 10, async move {
+        let _ = stopped.await;
+    }));
+    let mut conn = TestConnection::configure().open_unix(&path).await.unwrap();
+    assert!(conn.negotiated_opts().contains(QUIET), "{:?}", conn.negotiated_opts());
+    corpus_through(&mut conn, &engine, Status::Noreply).await;
+    conn.close().await.unwrap();
+    stop.send(()).unwrap();
+    task.await.unwrap().unwrap();
+    let _ = std::fs::remove_file(&path);
+}
+
+const QUIET: ProtoOpts = ProtoOpts::NOREPLY_RCPT.union(ProtoOpts::NOREPLY_DATA).union(ProtoOpts::NOREPLY_HEADER);
+
+fn engine() -> (Config, std::sync::Arc<Engine>) {
     let mut config = Config::embedded();
     config.timeout_ms = 120_000; // a debug build on a busy machine; the budget is not under test here
     let engine = std::sync::Arc::new(Engine::new(config.clone()).unwrap());
-    let running = milter_support::start(Milter::with_engine(config).unwrap(), 10).await;
-    let mut conn = TestConnection::open(running.addr).await.unwrap();
+    (config, engine)
+}
 
+/// Every corpus message through the milter on `conn`, compared with what the engine
+/// makes of it; `quiet` is the status RCPT, DATA and headers get.
+async fn corpus_through(conn: &mut TestConnection, engine: &std::sync::Arc<Engine>, quiet: Status) {
     let (mut modified, mut passed) = (0, 0);
     for file in corpus_files() {
         let message = Message::parse(&std::fs::read(&file).unwrap());
@@ -192,9 +228,10 @@ async fn the_milter_applies_exactly_what_the_engine_decides() {
             }
         });
         assert_eq!(conn.mail(["<>"]).await.unwrap(), Status::Continue);
-        conn.rcpt([format!("<{RECIPIENT}>")]).await.unwrap();
+        assert_eq!(conn.rcpt([format!("<{RECIPIENT}>")]).await.unwrap(), quiet);
+        assert_eq!(conn.data().await.unwrap(), quiet);
         for (n, v) in &message.headers {
-            conn.header(c(n), c(v)).await.unwrap();
+            assert_eq!(conn.header(c(n), c(v)).await.unwrap(), quiet, "{name}");
         }
         if !message.body.is_empty() {
             assert_eq!(conn.body(message.body.clone()).await.unwrap(), Status::Continue, "{name}");

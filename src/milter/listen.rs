@@ -203,6 +203,33 @@ impl NoDelay for EitherStream<TcpStream, UnixStream> {
     }
 }
 
+/// Whether the MTA may send commands without waiting for our reply on this socket.
+/// On TCP it may not: Postfix leaves Nagle's algorithm on for milter sockets, so a
+/// command written while the one before is still unacknowledged waits for our delayed
+/// ACK (40 ms; the DATA-stage stall in BENCHMARKS.md, fix 4). On a unix socket writes
+/// go at once, and the stages we always continue on are asked for without replies.
+pub trait Unanswered {
+    fn unanswered_ok(&self) -> bool;
+}
+
+impl Unanswered for TcpListener {
+    fn unanswered_ok(&self) -> bool {
+        false
+    }
+}
+
+impl Unanswered for UnixListener {
+    fn unanswered_ok(&self) -> bool {
+        true
+    }
+}
+
+impl Unanswered for AnyListener {
+    fn unanswered_ok(&self) -> bool {
+        matches!(self, EitherListener::Unix(_))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

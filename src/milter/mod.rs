@@ -153,9 +153,10 @@ impl<R: Rewriter> Milter<R> {
     /// in flight finish (at most [`DRAIN_TIMEOUT`]) and return.
     pub async fn run<L>(self: Arc<Self>, listener: L, max_connections: usize, stop: impl Future) -> io::Result<()>
     where
-        L: Listener,
+        L: Listener + listen::Unanswered,
         L::Io: listen::NoDelay,
     {
+        let quiet_ok = listener.unanswered_ok();
         let close = Arc::new(listen::CloseSignal::default());
         let listener = listen::Closable::new(listener, close.clone());
         let config = indymilter::Config { max_connections, actions: ACTIONS, ..Default::default() };
@@ -170,19 +171,19 @@ impl<R: Rewriter> Milter<R> {
                 tracing::warn!(in_flight = me.in_flight(), "messages still in flight after {DRAIN_TIMEOUT:?}; closing anyway");
             }
         };
-        indymilter::run(listener, self.callbacks(), config, shutdown).await
+        indymilter::run(listener, self.callbacks(quiet_ok), config, shutdown).await
     }
 
-    fn callbacks(self: Arc<Self>) -> Callbacks<Connection<R>> {
+    fn callbacks(self: Arc<Self>, quiet_ok: bool) -> Callbacks<Connection<R>> {
         let slots = self.slots.clone();
         Callbacks::new()
-            .on_negotiate(|cx, actions, opts| Box::pin(ready(negotiate(cx, actions, opts))))
+            .on_negotiate(move |cx, actions, opts| Box::pin(ready(negotiate(cx, actions, opts, quiet_ok))))
             .on_mail(move |cx, args| Box::pin(ready(self.mail(cx, &args))))
             .on_rcpt(|cx, args| Box::pin(ready(rcpt(cx, &args))))
             // Postfix sends the DATA macros even with the stage negotiated away, unanswered,
             // and its next write then waits for our delayed ACK (40 ms per message): an
-            // answer to DATA avoids that.
-            .on_data(|_| Box::pin(ready(Status::Continue)))
+            // answer to DATA avoids that on TCP (on a unix socket no reply is asked for).
+            .on_data(|cx| Box::pin(ready(go_on(cx))))
             .on_header(|cx, name, value| Box::pin(ready(header(cx, name, &value))))
             .on_body(|cx, chunk| Box::pin(ready(body(cx, &chunk))))
             .on_eom(move |cx| Box::pin(eom(cx, slots.clone())))
@@ -221,12 +222,14 @@ fn load<R>(build: &impl Fn(Config) -> Result<R>, config: Config) -> Result<Loade
 pub struct Connection<R> {
     actions: Actions,
     skip: bool,
+    /// No replies at RCPT, DATA and headers (negotiated on unix sockets).
+    quiet: bool,
     message: Option<Pending<R>>,
 }
 
 impl<R> Default for Connection<R> {
     fn default() -> Self {
-        Connection { actions: ACTIONS, skip: false, message: None }
+        Connection { actions: ACTIONS, skip: false, quiet: false, message: None }
     }
 }
 
@@ -250,13 +253,27 @@ impl Drop for InFlight {
 }
 
 /// Ask only for the actions we use, as far as the MTA offers them (asking for more
-/// would end the session), and for the queue id at end of message.
-fn negotiate<R: Rewriter>(cx: &mut NegotiateContext<Connection<R>>, offered: Actions, opts: ProtoOpts) -> Status {
+/// would end the session), for the queue id at end of message, and, where `quiet_ok`
+/// (see [`listen::Unanswered`]), for no replies at RCPT, DATA and each header: a bounce's
+/// twenty-odd headers then cost the MTA no round trip each.
+fn negotiate<R: Rewriter>(cx: &mut NegotiateContext<Connection<R>>, offered: Actions, opts: ProtoOpts, quiet_ok: bool) -> Status {
     cx.requested_actions = ACTIONS & offered;
     cx.requested_macros.insert(MacroStage::Eom, c"i".into());
     let skip = opts.contains(ProtoOpts::SKIP);
-    cx.data = Some(Connection { actions: cx.requested_actions, skip, message: None });
+    let quiet = quiet_ok && opts.contains(QUIET);
+    if quiet {
+        cx.requested_opts |= QUIET;
+    }
+    cx.data = Some(Connection { actions: cx.requested_actions, skip, quiet, message: None });
     Status::Continue
+}
+
+/// The stages whose answer is always "continue".
+const QUIET: ProtoOpts = ProtoOpts::NOREPLY_RCPT.union(ProtoOpts::NOREPLY_DATA).union(ProtoOpts::NOREPLY_HEADER);
+
+/// "Continue", or no reply at all where that was negotiated.
+fn go_on<R: Rewriter>(cx: &Context<Connection<R>>) -> Status {
+    if cx.data.as_ref().is_some_and(|c| c.quiet) { Status::Noreply } else { Status::Continue }
 }
 
 fn pending<R: Rewriter>(cx: &mut Context<Connection<R>>) -> Option<&mut Pending<R>> {
@@ -269,7 +286,7 @@ fn rcpt<R: Rewriter>(cx: &mut Context<Connection<R>>, args: &[CString]) -> Statu
             p.recipient = message::recipient_address(args);
         }
     }
-    Status::Continue
+    go_on(cx)
 }
 
 fn header<R: Rewriter>(cx: &mut Context<Connection<R>>, name: CString, value: &CString) -> Status {
@@ -280,7 +297,7 @@ fn header<R: Rewriter>(cx: &mut Context<Connection<R>>, name: CString, value: &C
             }
         }
     }
-    Status::Continue
+    go_on(cx)
 }
 
 fn body<R: Rewriter>(cx: &mut Context<Connection<R>>, chunk: &[u8]) -> Status {
