@@ -264,6 +264,7 @@ fn negotiate<R: Rewriter>(cx: &mut NegotiateContext<Connection<R>>, offered: Act
     if quiet {
         cx.requested_opts |= QUIET;
     }
+    tracing::debug!(unanswered = quiet, "session negotiated");
     cx.data = Some(Connection { actions: cx.requested_actions, skip, quiet, message: None });
     Status::Continue
 }

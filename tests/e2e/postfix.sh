@@ -12,19 +12,22 @@
 #       greylisting) is rewritten too (it is a DSN of the bounce class).
 #
 # Options: --milter-port PORT --external (plainbounce is already listening there: do not
-# start or stop it; used by deb-test.sh) --only "a b" (run only these tests).
+# start or stop it; used by deb-test.sh) --only "a b" (run only these tests) --unix (the
+# milter on a unix socket, where it asks Postfix for no replies at RCPT, DATA and headers).
 set -uo pipefail
 . "$(dirname "$0")/lib.sh"
 
 MILTER_PORT=
 EXTERNAL=
+UNIX=
 ONLY="a b c d e"
 while [ $# -gt 0 ]; do
     case $1 in
     --milter-port) MILTER_PORT=$2; shift 2 ;;
     --external) EXTERNAL=1; shift ;;
+    --unix) UNIX=1; shift ;;
     --only) ONLY=$2; shift 2 ;;
-    *) echo "usage: $0 [--milter-port PORT] [--external] [--only 'a b c d e']" >&2; exit 2 ;;
+    *) echo "usage: $0 [--milter-port PORT] [--external] [--unix] [--only 'a b c d e']" >&2; exit 2 ;;
     esac
 done
 wants() { [[ " $ONLY " == *" $1 "* ]]; }
@@ -63,11 +66,12 @@ configure_postfix() {
         "maximal_backoff_time = 2s" \
         "delay_warning_time = 1s"
     # The milter settings exactly as packaging/postfix/main.cf.snippet has them; only the
-    # address is moved to this run's private port.
-    local line
+    # address is moved to this run's private port (or unix socket).
+    local line address=inet:127.0.0.1:$MILTER_PORT
+    [ -z "$UNIX" ] || address=unix:$MILTER_SOCKET
     while IFS= read -r line; do
         case $line in '' | '#'*) continue ;; esac
-        pf postconf -c "$CONF" -e "${line//127.0.0.1:8890/127.0.0.1:$MILTER_PORT}"
+        pf postconf -c "$CONF" -e "${line//inet:127.0.0.1:8890/$address}"
     done <"$SNIPPET"
 }
 
@@ -85,7 +89,9 @@ failure_context() {
 explanation() { python3 "$E2E_DIR/check.py" explain "$PLAINBOUNCE" "$1"; }
 
 start_fake_smtp
-if [ -z "$EXTERNAL" ]; then
+if [ -n "$UNIX" ]; then
+    start_milter_unix || { fail "postfix: plainbounce serve did not start on a unix socket"; show_log "$WORK/plainbounce.log"; summary; exit 1; }
+elif [ -z "$EXTERNAL" ]; then
     start_milter || { fail "postfix: plainbounce serve did not start"; show_log "$WORK/plainbounce.log"; summary; exit 1; }
 fi
 if ! configure_postfix || ! start_postfix; then
@@ -94,7 +100,7 @@ if ! configure_postfix || ! start_postfix; then
     summary
     exit 1
 fi
-note "postfix on 127.0.0.1:$SMTP_PORT, plainbounce milter on $MILTER_PORT, fake remote on $FAKE_PORT"
+note "postfix on 127.0.0.1:$SMTP_PORT, plainbounce milter on ${MILTER_SOCKET:-$MILTER_PORT}, fake remote on $FAKE_PORT"
 
 test_own_bounce() { # (a)
     local name=$1 file
@@ -159,10 +165,17 @@ run() {
     [ "$FAILED" -eq "$before" ] || failure_context
 }
 
-wants a && run "postfix (a): Postfix's own bounce is rewritten via non_smtpd_milters" test_own_bounce alice
-wants b && run "postfix (b): a DSN arriving over SMTP is rewritten via smtpd_milters" test_smtp_dsn dsn-smtp
-wants e && run "postfix (e): Postfix's delay warning is rewritten" test_delay_warning dora
-wants c && run "postfix (c): ordinary mail passes byte-identical" test_unchanged ordinary "$MSG/ordinary.eml" bob@elsewhere.test
+T=${UNIX:+ (unix socket)}
+wants a && run "postfix$T (a): Postfix's own bounce is rewritten via non_smtpd_milters" test_own_bounce alice
+wants b && run "postfix$T (b): a DSN arriving over SMTP is rewritten via smtpd_milters" test_smtp_dsn dsn-smtp
+wants e && run "postfix$T (e): Postfix's delay warning is rewritten" test_delay_warning dora
+wants c && run "postfix$T (c): ordinary mail passes byte-identical" test_unchanged ordinary "$MSG/ordinary.eml" bob@elsewhere.test
+# Postfix did take up the unanswered stages (the milter logs each negotiation at debug).
+negotiated_unanswered() {
+    grep -q 'unanswered=true' "$WORK/plainbounce.log" || { echo "no session negotiated unanswered stages"; return 1; }
+    if grep -q 'unanswered=false' "$WORK/plainbounce.log"; then echo "a session kept its replies"; return 1; fi
+}
+[ -n "$UNIX" ] && run "postfix (unix socket): Postfix agreed to leave RCPT, DATA and headers unanswered" negotiated_unanswered
 if wants d && [ -z "$EXTERNAL" ]; then
     stop_milter
     run "postfix (d): plainbounce down, a DSN over SMTP still arrives unchanged" test_unchanged down-dsn "$MSG/dsn-remote.eml" "" "--without-header Return-Path"

@@ -7,12 +7,12 @@
 # Runs as root, non-interactively (CI=true is fine). Prints PASS:/FAIL: lines and, last,
 # exactly "N passed, N failed"; exits non-zero if anything failed.
 #
-#   E2E_ONLY="postfix exim"   run only these parts (postfix footers sendmail exim deb)
+#   E2E_ONLY="postfix exim"   run only these parts (postfix postfix-unix footers sendmail exim deb)
 #   E2E_KEEP=1                keep the run directories under target/e2e/run/ for a look
 set -uo pipefail
 E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$E2E_DIR/../.." && pwd)
-PARTS=${E2E_ONLY:-postfix footers sendmail exim deb}
+PARTS=${E2E_ONLY:-postfix postfix-unix footers sendmail exim deb}
 export DEBIAN_FRONTEND=noninteractive
 export PLAINBOUNCE=${PLAINBOUNCE:-$REPO/target/release/plainbounce}
 
@@ -41,10 +41,13 @@ fi
 
 for part in $PARTS; do
     script=$E2E_DIR/$part.sh
+    args=()
     [ "$part" = deb ] && script=$E2E_DIR/deb-test.sh
+    # The milter on a unix socket, with unanswered stages: rewriting and pass-through.
+    [ "$part" = postfix-unix ] && script=$E2E_DIR/postfix.sh && args=(--unix --only "a b c")
     log=$(mktemp)
     # Each part cleans up after itself (traps); the timeout is a last resort.
-    timeout --kill-after=30 900 bash "$script" 2>&1 | tee "$log" | grep -Ev '^[0-9]+ passed, [0-9]+ failed$'
+    timeout --kill-after=30 900 bash "$script" "${args[@]}" 2>&1 | tee "$log" | grep -Ev '^[0-9]+ passed, [0-9]+ failed$'
     rc=${PIPESTATUS[0]}
     p=$(grep -c '^PASS:' "$log")
     f=$(grep -c '^FAIL:' "$log")
