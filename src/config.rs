@@ -13,15 +13,19 @@ pub const EMBEDDED: &str = include_str!("../config/plainbounce.toml");
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Milter socket: "inet:PORT@HOST" or "unix:/path".
+    #[serde(default = "default_socket")]
     pub socket: String,
     /// Postfix socketmap socket for reply footers (off when absent).
     #[serde(default)]
     pub socketmap: Option<String>,
     /// Messages with a larger body pass through untouched (bytes).
+    #[serde(default = "default_max_body")]
     pub max_body: usize,
     /// Time budget for rewriting one message (milliseconds); over it, the message passes.
+    #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
     /// tracing filter, e.g. "info" or "plainbounce=debug".
+    #[serde(default = "default_log_level")]
     pub log_level: String,
     /// Directory with templates that override the built-in ones.
     #[serde(default)]
@@ -52,6 +56,24 @@ pub struct Config {
     /// keys fall back to `[default]`.
     #[serde(default)]
     pub domains: BTreeMap<String, Policy>,
+}
+
+// Every key has a default (plainbounce.toml(5)), the values config/plainbounce.toml shows;
+// a test checks that an empty file and that file give the same configuration.
+fn default_socket() -> String {
+    "inet:8890@127.0.0.1".into()
+}
+
+fn default_max_body() -> usize {
+    10 * 1024 * 1024
+}
+
+fn default_timeout_ms() -> u64 {
+    2000
+}
+
+fn default_log_level() -> String {
+    "info".into()
 }
 
 fn default_socket_mode() -> String {
@@ -297,6 +319,17 @@ mod tests {
         let other = c.policy_for("example.net");
         assert_eq!(other.mode, Mode::Rewrite);
         assert_eq!(other.helpdesk, None);
+    }
+
+    #[test]
+    fn an_empty_file_is_the_documented_default() {
+        let (mut empty, shipped) = (Config::parse("", "empty").unwrap(), Config::embedded());
+        // `[default]` unset resolves to the values the file writes out.
+        assert_eq!(empty.policy_for("example.com"), shipped.policy_for("example.com"));
+        empty.default = shipped.default.clone();
+        assert_eq!(format!("{empty:?}"), format!("{shipped:?}"));
+        let one = Config::parse("timeout_ms = 500\n", "one key").unwrap();
+        assert_eq!((one.timeout_ms, one.max_body, one.socket.as_str()), (500, 10485760, "inet:8890@127.0.0.1"));
     }
 
     #[test]
