@@ -210,17 +210,17 @@ start_milter() {
     wait_port "$MILTER_PORT" 20
 }
 
-# Start `plainbounce serve` on a unix socket (the shipped configuration, socket and mode
-# changed so that Postfix's user can connect); sets PB_PID and MILTER_SOCKET. The socket
-# lives in a short /tmp directory: a socket path may not exceed 107 bytes.
+# Start `plainbounce serve` on a unix socket that Postfix's user can connect to (a
+# configuration file with only those keys: the rest take their defaults); sets PB_PID and
+# MILTER_SOCKET. The socket lives in a short /tmp directory: a socket path may not exceed
+# 107 bytes.
 start_milter_unix() {
     local dir i
     dir=$(mktemp -d /tmp/plainbounce-e2e.XXXXXX) && chmod 755 "$dir" || return 1
     on_exit "rm -rf '$dir'"
     MILTER_SOCKET=$dir/milter.sock
-    sed -e "s|^socket = .*|socket = \"unix:$MILTER_SOCKET\"|" -e 's|^socket_mode = .*|socket_mode = "0666"|' \
-        -e 's|^log_level = .*|log_level = "info,plainbounce::milter=debug"|' \
-        "$REPO/config/plainbounce.toml" >"$WORK/plainbounce-unix.toml"
+    printf 'socket = "unix:%s"\nsocket_mode = "0666"\nlog_level = "info,plainbounce::milter=debug"\n' \
+        "$MILTER_SOCKET" >"$WORK/plainbounce-unix.toml"
     "$PLAINBOUNCE" serve --config "$WORK/plainbounce-unix.toml" >>"$WORK/plainbounce.log" 2>&1 &
     PB_PID=$!
     on_exit "stop_pid $PB_PID"
