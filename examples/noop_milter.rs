@@ -10,10 +10,10 @@
 //! is made writable by all (the MTA runs as another user) and removed at exit; on one,
 //! like plainbounce, it asks for no replies at RCPT, DATA and headers.
 
-use indymilter::{Actions, Callbacks, Config, Context, ProtoOpts, Status};
+use indymilter::{Callbacks, Config, Context, Status};
+use plainbounce::milter::listen::{self, SocketSpec, Unanswered};
+use plainbounce::milter::{ACTIONS, QUIET};
 use std::process::ExitCode;
-use std::os::unix::fs::PermissionsExt;
-use tokio::net::{TcpListener, UnixListener};
 use tokio::signal::unix::{signal, SignalKind};
 
 #[tokio::main]
@@ -22,40 +22,12 @@ async fn main() -> ExitCode {
         Ok(a) => a,
         Err(e) => return usage(&e),
     };
-    let served = match socket {
-        Socket::Inet(addr) => match TcpListener::bind(&addr).await {
-            Ok(l) => serve(l, &stages, false).await,
-            Err(e) => return usage(&format!("cannot listen on {addr}: {e}")),
-        },
-        Socket::Unix(path) => {
-            let _ = std::fs::remove_file(&path);
-            let bound = UnixListener::bind(&path)
-                .and_then(|l| std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).map(|()| l));
-            let served = match bound {
-                Ok(l) => serve(l, &stages, true).await,
-                Err(e) => return usage(&format!("cannot listen on {path}: {e}")),
-            };
-            let _ = std::fs::remove_file(&path);
-            served
-        }
+    // plainbounce's own binding: a unix socket file is removed again when `bound` drops.
+    let bound = match listen::bind(&socket, 0o666).await {
+        Ok(b) => b,
+        Err(e) => return usage(&format!("{e:#}")),
     };
-    match served {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => usage(&format!("milter failed: {e}")),
-    }
-}
-
-enum Socket {
-    Inet(String),
-    Unix(String),
-}
-
-const ACTIONS: Actions = Actions::ADD_HEADER.union(Actions::CHANGE_HEADER).union(Actions::REPLACE_BODY);
-
-/// The stages plainbounce leaves unanswered on a unix socket.
-const QUIET: ProtoOpts = ProtoOpts::NOREPLY_RCPT.union(ProtoOpts::NOREPLY_DATA).union(ProtoOpts::NOREPLY_HEADER);
-
-async fn serve(listener: impl indymilter::Listener, stages: &[String], unix: bool) -> std::io::Result<()> {
+    let unix = bound.listener.unanswered_ok();
     let config = Config { actions: ACTIONS, ..Default::default() };
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let shutdown = async move {
@@ -64,12 +36,15 @@ async fn serve(listener: impl indymilter::Listener, stages: &[String], unix: boo
             _ = tokio::signal::ctrl_c() => {}
         }
     };
-    indymilter::run(listener, callbacks(stages, unix), config, shutdown).await
+    match indymilter::run(bound.listener, callbacks(&stages, unix), config, shutdown).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => usage(&format!("milter failed: {e}")),
+    }
 }
 
 const DEFAULT_STAGES: &str = "mail,rcpt,data,header,eoh,body";
 
-fn parse_args() -> Result<(Socket, Vec<String>), String> {
+fn parse_args() -> Result<(SocketSpec, Vec<String>), String> {
     let mut socket = None;
     let mut stages = DEFAULT_STAGES.to_string();
     let mut it = std::env::args().skip(1);
@@ -82,10 +57,7 @@ fn parse_args() -> Result<(Socket, Vec<String>), String> {
         }
     }
     let socket = socket.ok_or("expected --socket inet:PORT@HOST or unix:/PATH")?;
-    let socket = match socket.strip_prefix("unix:") {
-        Some(path) if path.starts_with('/') => Socket::Unix(path.to_string()),
-        _ => Socket::Inet(inet_addr(&socket).ok_or_else(|| format!("not an inet:PORT@HOST or unix:/PATH socket: {socket}"))?),
-    };
+    let socket = SocketSpec::parse(&socket).map_err(|e| format!("{e:#}"))?;
     let stages: Vec<String> = stages.split(',').filter(|s| !s.is_empty()).map(str::to_string).collect();
     let known = ["connect", "helo", "mail", "rcpt", "data", "header", "eoh", "body", "eom"];
     if let Some(bad) = stages.iter().find(|s| !known.contains(&s.as_str())) {
@@ -143,13 +115,6 @@ fn go_on(cx: &Context<bool>) -> Status {
     } else {
         Status::Continue
     }
-}
-
-/// "inet:PORT@HOST" → "HOST:PORT".
-fn inet_addr(socket: &str) -> Option<String> {
-    let (port, host) = socket.strip_prefix("inet:")?.split_once('@')?;
-    port.parse::<u16>().ok()?;
-    Some(format!("{host}:{port}"))
 }
 
 fn usage(msg: &str) -> ExitCode {

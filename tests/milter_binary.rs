@@ -3,7 +3,7 @@
 
 mod milter_support;
 
-use indymilter_test::{ProtoOpts, Status, TestConnection};
+use indymilter_test::{Status, TestConnection};
 use milter_support::{config_text, Bounce};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -160,7 +160,7 @@ async fn unix_socket_from_the_config_with_its_mode() {
     assert_eq!(std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777, 0o600);
     let mut conn = TestConnection::configure().open_unix(&socket).await.unwrap();
     // On a unix socket the stages that are always continued go unanswered.
-    let quiet = ProtoOpts::NOREPLY_RCPT | ProtoOpts::NOREPLY_DATA | ProtoOpts::NOREPLY_HEADER;
+    let quiet = plainbounce::milter::QUIET;
     assert!(conn.negotiated_opts().contains(quiet), "{:?}", conn.negotiated_opts());
     handled(&mut daemon, &mut conn, "U1").await;
     daemon.signal("INT");

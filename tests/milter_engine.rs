@@ -5,10 +5,10 @@
 
 mod milter_support;
 
-use indymilter_test::{EomAction, MacroStage, ProtoOpts, Status, TestConnection};
+use indymilter_test::{EomAction, MacroStage, Status, TestConnection};
 use plainbounce::config::Config;
 use plainbounce::engine::{self, Engine, Options, Outcome};
-use plainbounce::milter::Milter;
+use plainbounce::milter::{Milter, QUIET};
 use std::ffi::CString;
 use std::path::PathBuf;
 
@@ -197,8 +197,6 @@ async fn the_same_over_a_unix_socket_with_unanswered_stages() {
     task.await.unwrap().unwrap();
     let _ = std::fs::remove_file(&path);
 }
-
-const QUIET: ProtoOpts = ProtoOpts::NOREPLY_RCPT.union(ProtoOpts::NOREPLY_DATA).union(ProtoOpts::NOREPLY_HEADER);
 
 fn engine() -> (Config, std::sync::Arc<Engine>) {
     let mut config = Config::embedded();

@@ -269,8 +269,9 @@ fn negotiate<R: Rewriter>(cx: &mut NegotiateContext<Connection<R>>, offered: Act
     Status::Continue
 }
 
-/// The stages whose answer is always "continue".
-const QUIET: ProtoOpts = ProtoOpts::NOREPLY_RCPT.union(ProtoOpts::NOREPLY_DATA).union(ProtoOpts::NOREPLY_HEADER);
+/// The stages whose answer is always "continue": negotiated without replies where the
+/// socket allows it.
+pub const QUIET: ProtoOpts = ProtoOpts::NOREPLY_RCPT.union(ProtoOpts::NOREPLY_DATA).union(ProtoOpts::NOREPLY_HEADER);
 
 /// "Continue", or no reply at all where that was negotiated.
 fn go_on<R: Rewriter>(cx: &Context<Connection<R>>) -> Status {
