@@ -15,6 +15,7 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use anyhow::{Context, Result};
 use regex_automata::meta::{self, Regex};
 use regex_automata::util::syntax;
+use regex_automata::{Anchored, Input};
 use regex_syntax::hir::literal::{Extractor, ExtractKind, Seq};
 use regex_syntax::hir::Hir;
 use regex_syntax::ParserBuilder;
@@ -40,6 +41,8 @@ pub struct PatternSet {
     scanner: AhoCorasick,
     /// Pattern index of each scanner literal.
     literal_owner: Vec<usize>,
+    /// Per pattern: its literals begin every match (else they end it, or there are none).
+    prefixed: Vec<bool>,
     /// Patterns without a usable literal: tried on every text.
     always: Vec<usize>,
 }
@@ -52,9 +55,12 @@ impl PatternSet {
         let mut literals: Vec<String> = Vec::new();
         let mut literal_owner = Vec::new();
         let mut always = Vec::new();
+        let mut prefixed = Vec::new();
         for (i, (name, pattern)) in patterns.into_iter().enumerate() {
-            match required_literals(pattern).with_context(|| format!("{name}: invalid pattern"))? {
-                Some(lits) => {
+            let found = required_literals(pattern).with_context(|| format!("{name}: invalid pattern"))?;
+            prefixed.push(matches!(found, Some((_, true))));
+            match found {
+                Some((lits, _)) => {
                     literal_owner.extend(std::iter::repeat_n(i, lits.len()));
                     literals.extend(lits);
                 }
@@ -68,7 +74,7 @@ impl PatternSet {
             .build(&literals)
             .context("building the knowledge-base scanner")?;
         let compiled = sources.iter().map(|_| OnceLock::new()).collect();
-        Ok(PatternSet { case_insensitive, sources, compiled, scanner, literal_owner, always })
+        Ok(PatternSet { case_insensitive, sources, compiled, scanner, literal_owner, prefixed, always })
     }
 
     pub fn len(&self) -> usize {
@@ -82,17 +88,57 @@ impl PatternSet {
 
     /// Indices of the patterns that match `text`, in ascending order.
     pub fn matching(&self, text: &str) -> Vec<usize> {
-        self.candidates(text).into_iter().filter(|&i| self.regex(i).is_some_and(|re| re.is_match(text))).collect()
+        self.candidates(text).into_iter().filter(|&i| self.is_match(i, text)).collect()
+    }
+
+    /// Of the patterns that `rank` ranks (`Some`), the one ranked lowest that matches `text`:
+    /// regexes run in rank order and stop at the first match, so a caller that wants the
+    /// best match skips those that could only lose.
+    pub fn best_match<K: Ord>(&self, text: &str, rank: impl Fn(usize) -> Option<K>) -> Option<usize> {
+        let mut ranked: Vec<(K, usize)> = self.candidates(text).into_iter().filter_map(|i| Some((rank(i)?, i))).collect();
+        ranked.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        ranked.into_iter().map(|(_, i)| i).find(|&i| self.is_match(i, text))
     }
 
     /// The leftmost match of any pattern (the pattern's index and the matched range); of
     /// patterns matching at the same place, the first (as one alternation of them all would
-    /// find).
+    /// find). A pattern whose literals begin its matches can only match where the scanner
+    /// found one: it is tried there, anchored, in text order, instead of searching the
+    /// whole text for it.
     pub fn leftmost(&self, text: &str) -> Option<(usize, Range<usize>)> {
-        self.candidates(text)
+        if text.contains(NON_ASCII_FOLDS) {
+            return self.leftmost_of((0..self.len()).collect(), text);
+        }
+        let mut starts: Vec<(usize, usize)> = Vec::new();
+        let mut others = vec![false; self.len()];
+        for &i in &self.always {
+            others[i] = true;
+        }
+        for m in self.scanner.find_overlapping_iter(text) {
+            let i = self.literal_owner[m.pattern().as_usize()];
+            if self.prefixed[i] {
+                starts.push((m.start(), i));
+            } else {
+                others[i] = true;
+            }
+        }
+        let best = self.leftmost_of((0..self.len()).filter(|&i| others[i]).collect(), text);
+        starts.sort_unstable();
+        starts.dedup();
+        let before_best = |&&(at, i): &&(usize, usize)| best.as_ref().is_none_or(|(bi, bm)| (at, i) < (bm.start, *bi));
+        let anchored = starts.iter().take_while(before_best).find_map(|&(at, i)| {
+            let input = Input::new(text).range(at..).anchored(Anchored::Yes);
+            Some((i, self.regex(i)?.search(&input)?.range()))
+        });
+        anchored.or(best)
+    }
+
+    /// The leftmost match of the given patterns, each searched for in the whole text.
+    fn leftmost_of(&self, patterns: Vec<usize>, text: &str) -> Option<(usize, Range<usize>)> {
+        patterns
             .into_iter()
             .filter_map(|i| Some((i, self.regex(i)?.find(text)?.range())))
-            .min_by_key(|(_, m)| m.start)
+            .min_by_key(|(i, m)| (m.start, *i))
     }
 
     /// Compile every pattern now (`check-config`, and `serve` at start and reload, so no
@@ -124,6 +170,10 @@ impl PatternSet {
         (0..self.len()).filter(|&i| hit[i]).collect()
     }
 
+    fn is_match(&self, i: usize, text: &str) -> bool {
+        self.regex(i).is_some_and(|re| re.is_match(text))
+    }
+
     fn regex(&self, i: usize) -> Option<&Regex> {
         self.compiled[i]
             .get_or_init(|| match compile(&self.sources[i], self.case_insensitive) {
@@ -153,19 +203,20 @@ fn compile(pattern: &str, case_insensitive: bool) -> Result<Regex> {
 /// literal with non-ASCII letters (whose case it cannot fold) gives `None`. Parsing also
 /// checks the syntax; what only compiling finds (size) is left to first use or
 /// `compile_all`.
-fn required_literals(pattern: &str) -> Result<Option<Vec<String>>> {
+/// The flag says which: true for prefixes.
+fn required_literals(pattern: &str) -> Result<Option<(Vec<String>, bool)>> {
     let hir = ParserBuilder::new().build().parse(pattern)?;
-    let best = [ExtractKind::Prefix, ExtractKind::Suffix]
+    // On a tie, prefixes (the last maximum wins): `leftmost` can anchor those.
+    let best = [false, true]
         .into_iter()
-        .filter_map(|kind| usable(extract(&hir, kind)))
-        .max_by_key(|lits| lits.iter().map(String::len).min().unwrap_or(0));
+        .filter_map(|prefix| Some((usable(extract(&hir, prefix))?, prefix)))
+        .max_by_key(|(lits, _)| lits.iter().map(String::len).min().unwrap_or(0));
     Ok(best)
 }
 
-fn extract(hir: &Hir, kind: ExtractKind) -> Seq {
+fn extract(hir: &Hir, prefix: bool) -> Seq {
     let mut ex = Extractor::new();
-    let prefix = matches!(kind, ExtractKind::Prefix);
-    ex.kind(kind).limit_class(4).limit_repeat(4).limit_literal_len(24).limit_total(200);
+    ex.kind(if prefix { ExtractKind::Prefix } else { ExtractKind::Suffix }).limit_class(4).limit_repeat(4).limit_literal_len(24).limit_total(200);
     let mut seq = ex.extract(hir);
     if prefix {
         seq.optimize_for_prefix_by_preference();
@@ -247,6 +298,22 @@ mod tests {
         let set = PatternSet::new([("long", "Delivery failed"), ("short", "Delivery")], false).unwrap();
         assert_eq!(set.leftmost("Delivery failed").map(|(i, m)| (i, m.end)), Some((0, 15)));
         assert!(set.leftmost("nothing").is_none());
+    }
+
+    /// Patterns anchored at their literals: look-behind (`\b`, `^`) still sees the text
+    /// before the literal, a later occurrence is tried when an earlier one fails, and a
+    /// pattern searched for in the whole text (no prefix literal) still wins when it
+    /// starts first.
+    #[test]
+    fn leftmost_anchored_at_literals() {
+        let set = PatternSet::new([("b", r"\bdenied\b"), ("m", r"(?m)^user unknown"), ("s", r"\s+quota exceeded")], true).unwrap();
+        let text = "undenied x\nsee: user unknown\nuser unknown; is denied.";
+        assert_eq!(set.leftmost(text).map(|(i, m)| (i, &text[m])), Some((1, "user unknown")));
+        assert_eq!(set.leftmost("user unknownly denied").map(|(i, m)| (i, m.start)), Some((1, 0)));
+        let text = "a  quota exceeded, denied";
+        assert_eq!(set.leftmost(text).map(|(i, m)| (i, &text[m])), Some((2, "  quota exceeded")));
+        assert_eq!(set.leftmost("denied;  quota exceeded").map(|(i, m)| (i, m.start)), Some((0, 0)));
+        assert_eq!(set.leftmost("undeniedly, no").map(|(i, _)| i), None);
     }
 
     #[test]
