@@ -330,14 +330,38 @@ fn expand(paths: &[PathBuf]) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
-            let mut entries: Vec<PathBuf> = match std::fs::read_dir(p) {
-                Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
-                Err(_) => vec![],
-            };
-            entries.sort();
-            out.extend(expand(&entries));
+            out.extend(directory(p));
         } else {
             out.push(p.clone());
+        }
+    }
+    out
+}
+
+/// A directory's files, sorted by name, those of its subdirectories in their place. The
+/// entry's own type saves a `stat` per file (symbolic links are followed), and names
+/// compare as bytes: a path comparison splits both paths into components each time.
+fn directory(dir: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut entries: Vec<(std::ffi::OsString, PathBuf, bool)> = rd
+        .flatten()
+        .map(|e| {
+            let path = e.path();
+            let is_dir = match e.file_type() {
+                Ok(t) if t.is_symlink() => path.is_dir(),
+                Ok(t) => t.is_dir(),
+                Err(_) => path.is_dir(),
+            };
+            (e.file_name(), path, is_dir)
+        })
+        .collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut out = Vec::with_capacity(entries.len());
+    for (_, path, is_dir) in entries {
+        if is_dir {
+            out.extend(directory(&path));
+        } else {
+            out.push(path);
         }
     }
     out
@@ -356,6 +380,25 @@ fn read_input(path: &Path) -> std::io::Result<Vec<u8>> {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Directories expand as sorting whole paths and recursing would: by name, each
+    /// subdirectory's files (or a linked directory's) in its place.
+    #[test]
+    fn directories_expand_to_their_files_by_name() {
+        let root = std::env::temp_dir().join(format!("plainbounce-expand-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        for d in ["b", "a.d/z", "c"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        for f in ["b/2", "b/10", "a.d/z/x", "a.d/y", "a", "A", "c/k"] {
+            std::fs::write(root.join(f), "x").unwrap();
+        }
+        std::os::unix::fs::symlink(root.join("c"), root.join("l")).unwrap();
+        let got = expand(&[root.clone(), root.join("a")]);
+        let names: Vec<String> = got.iter().map(|p| p.strip_prefix(&root).unwrap().display().to_string()).collect();
+        let _ = std::fs::remove_dir_all(&root);
+        assert_eq!(names, ["A", "a", "a.d/y", "a.d/z/x", "b/10", "b/2", "c/k", "l/k", "a"]);
+    }
 
     #[test]
     fn results_come_in_order_and_workers_stay_within_the_window() {
