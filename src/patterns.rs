@@ -4,20 +4,20 @@
 //! One overlapping `RegexSet` over all patterns must run every pattern to the end of the
 //! text, and with ~200 case-insensitive patterns its lazy DFA thrashes and falls back to
 //! the PikeVM (≈ 2 ms per new text); one big alternation loses the regex engine's literal
-//! prefilters. Instead, a literal that every match of a pattern must begin (or end) with is
-//! taken from each pattern, and one Aho-Corasick scan over the text finds the few patterns
-//! whose literals occur; only those run their own regex. Regexes are compiled on first
-//! use, so start-up pays only for the scanner, and without the regex engine's own literal
-//! prefilter: the scanner has done that job, and building it was more than half of each
-//! pattern's compile time.
+//! prefilters. Instead, a literal that every match of a pattern must begin (or end) with,
+//! or failing that contain, is taken from each pattern, and one Aho-Corasick scan over the
+//! text finds the few patterns whose literals occur; only those run their own regex.
+//! Regexes are compiled on first use, so start-up pays only for the scanner, and without
+//! the regex engine's own literal prefilter: the scanner has done that job, and building
+//! it was more than half of each pattern's compile time.
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use anyhow::{Context, Result};
 use regex_automata::meta::{self, Regex};
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input};
-use regex_syntax::hir::literal::{Extractor, ExtractKind, Seq};
-use regex_syntax::hir::Hir;
+use regex_syntax::hir::literal::{Extractor, ExtractKind, Literal, Seq};
+use regex_syntax::hir::{Hir, HirKind};
 use regex_syntax::ParserBuilder;
 use std::ops::Range;
 use std::sync::OnceLock;
@@ -57,7 +57,7 @@ impl PatternSet {
         let mut always = Vec::new();
         let mut prefixed = Vec::new();
         for (i, (name, pattern)) in patterns.into_iter().enumerate() {
-            let found = required_literals(pattern).with_context(|| format!("{name}: invalid pattern"))?;
+            let found = required_literals(pattern, case_insensitive).with_context(|| format!("{name}: invalid pattern"))?;
             prefixed.push(matches!(found, Some((_, true))));
             match found {
                 Some((lits, _)) => {
@@ -197,21 +197,22 @@ fn compile(pattern: &str, case_insensitive: bool) -> Result<Regex> {
 }
 
 /// Literals one of which every match of `pattern` contains (its prefixes or its
-/// suffixes, whichever select better), or `None` when no such finite set of useful
-/// literals exists. Taken from the case-sensitive form: the scanner folds ASCII case
-/// itself (more than a case-sensitive pattern needs, which only costs a regex run), and a
-/// literal with non-ASCII letters (whose case it cannot fold) gives `None`. Parsing also
-/// checks the syntax; what only compiling finds (size) is left to first use or
-/// `compile_all`.
-/// The flag says which: true for prefixes.
-fn required_literals(pattern: &str) -> Result<Option<(Vec<String>, bool)>> {
+/// suffixes, whichever select better; failing both, literals inside it), or `None` when
+/// no such finite set of useful literals exists. The flag is true for prefixes. Taken
+/// from the case-sensitive form: the scanner folds ASCII case itself (more than a
+/// case-sensitive pattern needs, which only costs a regex run); in a case-insensitive
+/// set, a literal with non-ASCII letters (whose case it cannot fold) is not usable.
+/// Parsing also checks the syntax; what only compiling finds (size) is left to first use
+/// or `compile_all`.
+fn required_literals(pattern: &str, case_insensitive: bool) -> Result<Option<(Vec<String>, bool)>> {
     let hir = ParserBuilder::new().build().parse(pattern)?;
+    let usable = |lits: Option<&[Literal]>| usable(lits, case_insensitive);
     // On a tie, prefixes (the last maximum wins): `leftmost` can anchor those.
     let best = [false, true]
         .into_iter()
-        .filter_map(|prefix| Some((usable(extract(&hir, prefix))?, prefix)))
+        .filter_map(|prefix| Some((usable(extract(&hir, prefix).literals())?, prefix)))
         .max_by_key(|(lits, _)| lits.iter().map(String::len).min().unwrap_or(0));
-    Ok(best)
+    Ok(best.or_else(|| Some((usable(inner(&hir).as_deref())?, false))))
 }
 
 fn extract(hir: &Hir, prefix: bool) -> Seq {
@@ -226,16 +227,37 @@ fn extract(hir: &Hir, prefix: bool) -> Seq {
     seq
 }
 
-/// The literals of `seq` as strings, if all are long enough, ASCII and the set finite.
-fn usable(seq: Seq) -> Option<Vec<String>> {
-    let lits = seq.literals()?;
+/// Literals one of which every match contains somewhere: the longest literal a
+/// concatenation cannot do without, one per branch of an alternation ("-{2,} ?The
+/// following addresses had delivery errors" has no literal at either end).
+fn inner(hir: &Hir) -> Option<Vec<Literal>> {
+    match hir.kind() {
+        HirKind::Literal(lit) => Some(vec![Literal::exact(lit.0.to_vec())]),
+        HirKind::Capture(c) => inner(&c.sub),
+        HirKind::Repetition(r) if r.min > 0 => inner(&r.sub),
+        HirKind::Concat(parts) => parts.iter().filter_map(inner).max_by_key(|lits| lits.iter().map(Literal::len).min()),
+        HirKind::Alternation(branches) => branches.iter().map(inner).try_fold(Vec::new(), |mut all, lits| {
+            all.extend(lits?);
+            Some(all)
+        }),
+        _ => None,
+    }
+}
+
+/// The literals as strings, if the set is finite and all are long enough (and ASCII,
+/// for a case-insensitive set).
+fn usable(lits: Option<&[Literal]>, case_insensitive: bool) -> Option<Vec<String>> {
+    let lits = lits?;
     if lits.is_empty() {
         // A pattern that can never match (e.g. `[^\s\S]`): nothing to scan for.
         return Some(Vec::new());
     }
     lits.iter()
         .map(|l| l.as_bytes())
-        .map(|b| (b.len() >= MIN_LITERAL && b.is_ascii()).then(|| String::from_utf8_lossy(b).into_owned()))
+        .map(|b| {
+            let scannable = b.len() >= MIN_LITERAL && (b.is_ascii() || !case_insensitive);
+            scannable.then(|| String::from_utf8(b.to_vec()).ok()).flatten()
+        })
         .collect()
 }
 
@@ -314,6 +336,26 @@ mod tests {
         assert_eq!(set.leftmost(text).map(|(i, m)| (i, &text[m])), Some((2, "  quota exceeded")));
         assert_eq!(set.leftmost("denied;  quota exceeded").map(|(i, m)| (i, m.start)), Some((0, 0)));
         assert_eq!(set.leftmost("undeniedly, no").map(|(i, _)| i), None);
+    }
+
+    /// A pattern with no literal at either end is still gated by one inside it; in a
+    /// case-sensitive set, non-ASCII literals gate too.
+    #[test]
+    fn literals_inside_a_pattern_gate_it() {
+        let set = PatternSet::new(
+            [("x1", r"-{2,} ?The following addresses had delivery errors ?-{2,}"), ("alt", r"-+ ?failure reasons|^\d+ x"), ("ru", r"сервером Mail\.Ru")],
+            false,
+        )
+        .unwrap();
+        assert_eq!(set.unfiltered(), 1, "only `alt` (its branch `^\\d+ x` has no literal) runs on every text");
+        assert_eq!(set.matching("--- The following addresses had delivery errors ---"), vec![0]);
+        assert_eq!(set.matching("The following addresses had delivery errors"), Vec::<usize>::new());
+        assert_eq!(set.matching("отклонено сервером Mail.Ru"), vec![2]);
+        let text = "x\n-- The following addresses had delivery errors --\n12 x";
+        assert_eq!(set.leftmost(text).map(|(i, m)| (i, m.start)), Some((0, 2)));
+        let folded = PatternSet::new([("ru", r"сервером mail\.ru")], true).unwrap();
+        assert_eq!(folded.unfiltered(), 1, "a non-ASCII literal cannot gate a case-insensitive pattern");
+        assert_eq!(folded.matching("СЕРВЕРОМ MAIL.RU"), vec![0]);
     }
 
     #[test]
