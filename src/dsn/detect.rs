@@ -77,7 +77,7 @@ fn delivery_report(view: &View, prose: &Prose) -> Option<Bounce> {
         .as_deref()
         .map(report::strip_type)
         .and_then(|v| v.split_whitespace().next().map(String::from))
-        .or_else(|| prose.reporting_mta.clone());
+        .or_else(|| prose.reporting_mta());
     let mut original = original_message(view, prose);
     if original.return_path.is_none() {
         original.return_path = report.per_message.postfix_sender.as_deref().and_then(address::from_field);

@@ -136,7 +136,7 @@ fn fill_missing_addresses(out: &mut [RecipientFacts], prose: &Prose, view: &View
 
 /// Recipients of a bounce known only from its prose.
 pub(crate) fn from_prose(prose: &Prose, view: &View, need_evidence: bool) -> Vec<RecipientFacts> {
-    let action = if prose.delayed { "delayed" } else { "failed" };
+    let action = if prose.delayed() { "delayed" } else { "failed" };
     let mut out: Vec<RecipientFacts> = prose
         .recipients
         .iter()

@@ -55,10 +55,7 @@ pub(crate) struct Prose {
     pub recipients: Vec<Named>,
     /// The lines before the first recipient (some formats give the reason first).
     preamble: Vec<String>,
-    /// The report only warns about a delay.
-    pub delayed: bool,
     pub transcript: Vec<Exchange>,
-    pub reporting_mta: Option<String>,
     /// Where the bounce's own text ends (byte offset in `text`), if a returned message follows.
     pub body_end: Option<usize>,
     /// Where the returned message's headers begin, if it is inline.
@@ -111,6 +108,24 @@ impl Named {
 }
 
 impl Prose {
+    /// The bounce's own text, without the returned message.
+    fn body(&self) -> &str {
+        &self.text[..self.body_end.unwrap_or(self.text.len())]
+    }
+
+    /// The report only warns about a delay. Asked only of bounces without
+    /// delivery-status fields, so not worked out for every message.
+    pub(crate) fn delayed(&self) -> bool {
+        DELAYED.is_match(self.body())
+    }
+
+    /// The host the text says it reports from; asked only when the report names none.
+    pub(crate) fn reporting_mta(&self) -> Option<String> {
+        self.body().lines().take(80).find_map(|l| {
+            REPORTER.captures(l.trim()).and_then(|c| c.iter().skip(1).flatten().next().map(|m| m.as_str().to_string()))
+        })
+    }
+
     /// The error reply a transcript gives for `address`: the reply to its RCPT command,
     /// else the last error reply before the recipient is named (`line`) to a command that
     /// names no other recipient, else the first such reply.
@@ -146,10 +161,6 @@ pub(crate) fn scan(text: &str) -> Prose {
     let (cut, original_at) = original_start(&text).unzip();
     let body = &text[..cut.unwrap_or(text.len())];
     let family = formats::family(truncate(body, 12 * 1024));
-    let delayed = DELAYED.is_match(body);
-    let reporting_mta = body.lines().take(80).find_map(|l| {
-        REPORTER.captures(l.trim()).and_then(|c| c.iter().skip(1).flatten().next().map(|m| m.as_str().to_string()))
-    });
     let section = SECTION_START.find(body);
     let section_at = section.map_or(0, |m| {
         // "Did not reach the following recipient: a@b" — the list starts on that line.
@@ -166,7 +177,7 @@ pub(crate) fn scan(text: &str) -> Prose {
     let before = section.map_or(section_at, |m| m.start().min(section_at));
     let preamble = last_lines(&body[..before], 8).into_iter().chain(listed_before).collect();
     let transcript = transcript(&body[section_at..]);
-    Prose { family, recipients, preamble, delayed, transcript, reporting_mta, body_end: cut, original_at, mentioned, text }
+    Prose { family, recipients, preamble, transcript, body_end: cut, original_at, mentioned, text }
 }
 
 fn read_recipients(section: &str) -> (Vec<Named>, Vec<String>) {
