@@ -51,11 +51,13 @@ pub(crate) struct Headers {
 
 /// Parse a message; `None` when it has no header at all.
 /// The parser for bounces: MIME headers, and the only others read through mail-parser
-/// (From, To, Subject); the rest are read raw from their offsets. By default mail-parser
-/// parses every known header, `Received:` lines too (a fifth of the parse, for nothing).
+/// (From, To, Subject); the rest are skipped, and read raw from their offsets when needed.
+/// By default mail-parser parses every known header, `Received:` lines too (a fifth of
+/// the parse, for nothing), and copies every other one into a string.
 pub(crate) static PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
     MessageParser::new()
         .with_mime_headers()
+        .default_header_ignore()
         .header_address(HeaderName::From)
         .header_address(HeaderName::To)
         .header_text(HeaderName::Subject)
