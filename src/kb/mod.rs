@@ -49,7 +49,7 @@ pub struct KnowledgeBase {
     /// Patterns of the text rules, in the order of `pattern_rules`.
     patterns: PatternSet,
     pattern_rules: Vec<usize>,
-    /// Rules without a pattern.
+    /// Rules without a pattern, in precedence order.
     code_rules: Vec<usize>,
     /// Each rule's status pattern, split once.
     rule_status: Vec<Option<StatusPattern>>,
@@ -87,7 +87,7 @@ impl KnowledgeBase {
                 None => bail!("rule {}: unknown cause {:?}", r.id, r.cause),
             }
         }
-        let (pattern_rules, code_rules): (Vec<usize>, Vec<usize>) =
+        let (pattern_rules, mut code_rules): (Vec<usize>, Vec<usize>) =
             (0..merged.rules.len()).partition(|&i| merged.rules[i].pattern.is_some());
         let names: Vec<String> = pattern_rules.iter().map(|&i| format!("rule {}", merged.rules[i].id)).collect();
         let patterns = PatternSet::new(
@@ -100,6 +100,7 @@ impl KnowledgeBase {
         for (place, &i) in order.iter().enumerate() {
             rank[i] = place;
         }
+        code_rules.sort_by_key(|&i| rank[i]);
         Ok(KnowledgeBase {
             causes: merged.causes,
             cause_index,
@@ -142,7 +143,7 @@ impl KnowledgeBase {
     pub fn lookup(&self, q: &Query) -> Option<Match<'_>> {
         let status = q.status.and_then(split_status);
         let holds = |i: usize| constraints_hold(&self.rules[i], self.rule_status[i].as_ref(), q, status);
-        let by_code = self.code_rules.iter().copied().filter(|&i| holds(i)).min_by_key(|&i| self.rank[i]);
+        let by_code = self.code_rules.iter().copied().find(|&i| holds(i));
         let bound = by_code.map_or(usize::MAX, |i| self.rank[i]);
         let by_text = self.patterns.best_match(q.text, |k| {
             let i = self.pattern_rules[k];
