@@ -96,7 +96,7 @@ impl PatternSet {
     /// best match skips those that could only lose.
     pub fn best_match<K: Ord>(&self, text: &str, rank: impl Fn(usize) -> Option<K>) -> Option<usize> {
         let mut ranked: Vec<(K, usize)> = self.candidates(text).into_iter().filter_map(|i| Some((rank(i)?, i))).collect();
-        ranked.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+        ranked.sort_unstable();
         ranked.into_iter().map(|(_, i)| i).find(|&i| self.is_match(i, text))
     }
 
@@ -110,19 +110,12 @@ impl PatternSet {
             return self.leftmost_of((0..self.len()).collect(), text);
         }
         let mut starts: Vec<(usize, usize)> = Vec::new();
-        let mut others = vec![false; self.len()];
-        for &i in &self.always {
-            others[i] = true;
-        }
-        for m in self.scanner.find_overlapping_iter(text) {
-            let i = self.literal_owner[m.pattern().as_usize()];
+        let hit = self.marked(text, |at, i| {
             if self.prefixed[i] {
-                starts.push((m.start(), i));
-            } else {
-                others[i] = true;
+                starts.push((at, i));
             }
-        }
-        let best = self.leftmost_of((0..self.len()).filter(|&i| others[i]).collect(), text);
+        });
+        let best = self.leftmost_of((0..self.len()).filter(|&i| hit[i] && !self.prefixed[i]).collect(), text);
         starts.sort_unstable();
         starts.dedup();
         let before_best = |&&(at, i): &&(usize, usize)| best.as_ref().is_none_or(|(bi, bm)| (at, i) < (bm.start, *bi));
@@ -160,14 +153,23 @@ impl PatternSet {
         if text.contains(NON_ASCII_FOLDS) {
             return (0..self.len()).collect();
         }
+        let hit = self.marked(text, |_, _| {});
+        (0..self.len()).filter(|&i| hit[i]).collect()
+    }
+
+    /// Per pattern, whether it is worth running on `text`: it has no literal, or one of
+    /// its literals occurs (each occurrence also goes to `found`, with its start).
+    fn marked(&self, text: &str, mut found: impl FnMut(usize, usize)) -> Vec<bool> {
         let mut hit = vec![false; self.len()];
         for &i in &self.always {
             hit[i] = true;
         }
         for m in self.scanner.find_overlapping_iter(text) {
-            hit[self.literal_owner[m.pattern().as_usize()]] = true;
+            let i = self.literal_owner[m.pattern().as_usize()];
+            hit[i] = true;
+            found(m.start(), i);
         }
-        (0..self.len()).filter(|&i| hit[i]).collect()
+        hit
     }
 
     fn is_match(&self, i: usize, text: &str) -> bool {
@@ -206,13 +208,13 @@ fn compile(pattern: &str, case_insensitive: bool) -> Result<Regex> {
 /// or `compile_all`.
 fn required_literals(pattern: &str, case_insensitive: bool) -> Result<Option<(Vec<String>, bool)>> {
     let hir = ParserBuilder::new().build().parse(pattern)?;
-    let usable = |lits: Option<&[Literal]>| usable(lits, case_insensitive);
+    let scannable = |lits: Option<&[Literal]>| usable(lits, case_insensitive);
     // On a tie, prefixes (the last maximum wins): `leftmost` can anchor those.
     let best = [false, true]
         .into_iter()
-        .filter_map(|prefix| Some((usable(extract(&hir, prefix).literals())?, prefix)))
+        .filter_map(|prefix| Some((scannable(extract(&hir, prefix).literals())?, prefix)))
         .max_by_key(|(lits, _)| lits.iter().map(String::len).min().unwrap_or(0));
-    Ok(best.or_else(|| Some((usable(inner(&hir).as_deref())?, false))))
+    Ok(best.or_else(|| Some((scannable(inner(&hir).as_deref())?, false))))
 }
 
 fn extract(hir: &Hir, prefix: bool) -> Seq {
