@@ -51,7 +51,7 @@ fn delivery_report(view: &View, prose: &Prose) -> Option<Bounce> {
 
     let (format, recipients) = if !report.recipients.is_empty() {
         (if global { "rfc6533" } else { "rfc3464" }, report::from_fields(&report, prose, view))
-    } else if let Some(family) = prose.family {
+    } else if let Some(family) = prose.family() {
         (family, report::from_prose(prose, view, false))
     } else if structural || headers_say_bounce {
         ("generic", report::from_prose(prose, view, !structural))

@@ -82,7 +82,9 @@ pub(crate) fn view(raw: &[u8]) -> Option<View> {
         let body = raw.get(root.offset_body as usize..).unwrap_or_default();
         v.human = String::from_utf8_lossy(&body[..body.len().min(MAX_TEXT)]).into_owned();
     }
-    v.human = v.human.replace("\r\n", "\n");
+    if v.human.contains('\r') {
+        v.human = v.human.replace("\r\n", "\n");
+    }
     Some(v)
 }
 

@@ -13,6 +13,7 @@ use super::formats::{
 };
 use super::reply::{self, Reply};
 use std::borrow::Cow;
+use std::cell::OnceCell;
 
 /// At most this much text is read (bounded work on hostile input).
 pub(crate) const MAX_TEXT: usize = 96 * 1024;
@@ -50,8 +51,8 @@ pub(crate) struct Exchange {
 /// What the prose of a bounce says.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Prose {
-    /// The family whose wording it uses (see `formats::FAMILIES`).
-    pub family: Option<&'static str>,
+    /// The family whose wording it uses, once asked (see `family`).
+    family: OnceCell<Option<&'static str>>,
     pub recipients: Vec<Named>,
     /// The lines before the first recipient (some formats give the reason first).
     preamble: Vec<String>,
@@ -113,6 +114,12 @@ impl Prose {
         &self.text[..self.body_end.unwrap_or(self.text.len())]
     }
 
+    /// The family whose wording the text uses (see `formats::FAMILIES`). Asked only of
+    /// bounces without delivery-status fields, so not worked out for every message.
+    pub(crate) fn family(&self) -> Option<&'static str> {
+        *self.family.get_or_init(|| formats::family(truncate(self.body(), 12 * 1024)))
+    }
+
     /// The report only warns about a delay. Asked only of bounces without
     /// delivery-status fields, so not worked out for every message.
     pub(crate) fn delayed(&self) -> bool {
@@ -160,7 +167,6 @@ pub(crate) fn scan(text: &str) -> Prose {
     let text = unquote(text).into_owned();
     let (cut, original_at) = original_start(&text).unzip();
     let body = &text[..cut.unwrap_or(text.len())];
-    let family = formats::family(truncate(body, 12 * 1024));
     let section = SECTION_START.find(body);
     let section_at = section.map_or(0, |m| {
         // "Did not reach the following recipient: a@b" — the list starts on that line.
@@ -177,7 +183,7 @@ pub(crate) fn scan(text: &str) -> Prose {
     let before = section.map_or(section_at, |m| m.start().min(section_at));
     let preamble = last_lines(&body[..before], 8).into_iter().chain(listed_before).collect();
     let transcript = transcript(&body[section_at..]);
-    Prose { family, recipients, preamble, transcript, body_end: cut, original_at, mentioned, text }
+    Prose { family: OnceCell::new(), recipients, preamble, transcript, body_end: cut, original_at, mentioned, text }
 }
 
 fn read_recipients(section: &str) -> (Vec<Named>, Vec<String>) {
@@ -386,9 +392,7 @@ fn transcript(text: &str) -> Vec<Exchange> {
     let mut open = false; // the last line added to the last reply
     for (number, line) in text.lines().take(MAX_LINES).enumerate() {
         let t = line.trim();
-        // "Sent <<< ...", "送信 <<< ...": a short word may come before the arrow.
-        let arrow = [t.find(">>>"), t.find("<<<")].into_iter().flatten().min().filter(|&i| i <= 16);
-        let Some(body) = arrow.map(|i| &t[i + 3..]) else {
+        let Some(body) = arrow_at(t).map(|i| &t[i + 3..]) else {
             open = false;
             continue;
         };
@@ -418,6 +422,13 @@ fn transcript(text: &str) -> Vec<Exchange> {
         e.reply = reply::join_multiline(&reply::sanitize(&e.reply));
     }
     out
+}
+
+/// Where the line's ">>>" or "<<<" starts, if within its first 17 bytes: "Sent <<< ...",
+/// "送信 <<< ..." (a short word may come before the arrow).
+fn arrow_at(line: &str) -> Option<usize> {
+    let head = &line.as_bytes()[..line.len().min(16 + 3)];
+    head.windows(3).position(|w| w == b">>>" || w == b"<<<")
 }
 
 /// A forwarded bounce quotes every line with "> ": read it without them.
@@ -498,7 +509,7 @@ mod tests {
              Giving up on 192.0.2.1.\n\n<c@d.example>:\nSorry, no mailbox here by that name. (#5.1.1)\n\n\
              --- Below this line is a copy of the message.\n\nReturn-Path: <x@y.example>\nTo: a@b.example\n",
         );
-        assert_eq!(p.family, Some("qmail"));
+        assert_eq!(p.family(), Some("qmail"));
         assert_eq!(p.recipients.len(), 2);
         assert_eq!(p.recipients[0].reply(&p).text, "550 5.1.1 unknown user");
         assert_eq!(p.recipients[1].reply(&p).text, "Sorry, no mailbox here by that name. (#5.1.1)");
@@ -528,5 +539,18 @@ mod tests {
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].reply, "552 5.7.0 first second");
         assert_eq!(t[0].command.as_deref(), Some("DATA"));
+    }
+
+    /// An arrow counts within the first 17 bytes of the line, the earlier of the two kinds.
+    #[test]
+    fn arrows_start_a_line_or_follow_a_short_word() {
+        assert_eq!(arrow_at(">>> RCPT TO:<a@b>"), Some(0));
+        assert_eq!(arrow_at("Sent <<< RCPT TO:<a@b>"), Some(5));
+        assert_eq!(arrow_at("送信 <<< RCPT TO:<a@b>"), Some(7));
+        assert_eq!(arrow_at("0123456789abcdef>>> x <<<"), Some(16));
+        assert_eq!(arrow_at("0123456789abcdefg>>> x"), None);
+        assert_eq!(arrow_at("a <<< b >>> c"), Some(2));
+        assert_eq!(arrow_at(">> <<"), None);
+        assert_eq!(arrow_at(""), None);
     }
 }
