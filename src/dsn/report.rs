@@ -169,7 +169,7 @@ pub(crate) fn from_prose(prose: &Prose, view: &View, need_evidence: bool) -> Vec
         let named: Vec<String> = if !view.headers.failed_recipients.is_empty() {
             view.headers.failed_recipients.clone()
         } else if prose.family().is_some() {
-            prose.mentioned.clone().into_iter().collect()
+            prose.mentioned().into_iter().collect()
         } else {
             Vec::new()
         };

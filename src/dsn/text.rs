@@ -61,9 +61,8 @@ pub(crate) struct Prose {
     pub body_end: Option<usize>,
     /// Where the returned message's headers begin, if it is inline.
     pub original_at: Option<usize>,
-    /// The first address in angle brackets after the list starts, for bounces that name
-    /// their recipient only in a sentence.
-    pub mentioned: Option<String>,
+    /// Where the list of recipients starts (byte offset in `text`).
+    section_at: usize,
     /// The unquoted text that was read.
     pub text: String,
 }
@@ -118,6 +117,12 @@ impl Prose {
     /// bounces without delivery-status fields, so not worked out for every message.
     pub(crate) fn family(&self) -> Option<&'static str> {
         *self.family.get_or_init(|| formats::family(truncate(self.body(), 12 * 1024)))
+    }
+
+    /// The first address in angle brackets after the list starts, for bounces that name
+    /// their recipient only in a sentence.
+    pub(crate) fn mentioned(&self) -> Option<String> {
+        address::ANGLED.captures(&self.body()[self.section_at..]).map(|c| c[1].to_string())
     }
 
     /// The report only warns about a delay. Asked only of bounces without
@@ -177,13 +182,12 @@ pub(crate) fn scan(text: &str) -> Prose {
             m.end()
         }
     });
-    let mentioned = address::ANGLED.captures(&body[section_at..]).map(|c| c[1].to_string());
     let (recipients, listed_before) = read_recipients(&body[section_at..]);
     // The reason may be written before the list starts (EZweb, Domino, MailMarshal).
     let before = section.map_or(section_at, |m| m.start().min(section_at));
     let preamble = last_lines(&body[..before], 8).into_iter().chain(listed_before).collect();
     let transcript = transcript(&body[section_at..]);
-    Prose { family: OnceCell::new(), recipients, preamble, transcript, body_end: cut, original_at, mentioned, text }
+    Prose { family: OnceCell::new(), recipients, preamble, transcript, body_end: cut, original_at, section_at, text }
 }
 
 fn read_recipients(section: &str) -> (Vec<Named>, Vec<String>) {
