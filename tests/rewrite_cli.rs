@@ -68,6 +68,22 @@ fn rewrite_fails_open_on_a_bad_configuration() {
     assert!(stderr(&o).contains("max_body"), "{}", stderr(&o));
 }
 
+/// Most mail through a transport filter is not a bounce: that is told before the engine
+/// (knowledge base, templates) is built, so a template error does not even come up for it.
+#[test]
+fn rewrite_tells_non_bounces_before_building_the_engine() {
+    let broken_templates = temp_dir("cli-broken-early", &[("bounce.html.hbs", "{{#if}}")]);
+    let config = write_config("cli-early", &format!("template_dir = {broken_templates:?}\n"));
+    let plain = fixture("plain-message.eml");
+    let o = plainbounce(&["rewrite", "--config", &config], &plain);
+    assert_eq!(o.stdout, plain);
+    assert!(stderr(&o).contains("passed unchanged: not a bounce") && !stderr(&o).contains("bounce.html.hbs"), "{}", stderr(&o));
+    let bounce = fixture("postfix-userunknown.eml");
+    let o = plainbounce(&["rewrite", "--config", &config], &bounce);
+    assert_eq!(o.stdout, bounce);
+    assert!(stderr(&o).contains("bounce.html.hbs"), "{}", stderr(&o));
+}
+
 #[test]
 fn check_config_accepts_good_files_and_explains_bad_ones() {
     let o = plainbounce(&["check-config", concat!(env!("CARGO_MANIFEST_DIR"), "/config/plainbounce.toml")], b"");

@@ -5,12 +5,13 @@
 
 use anyhow::Result;
 use plainbounce::config::Config;
-use plainbounce::engine::{apply, Engine, Outcome};
+use plainbounce::dsn::{self, Detection};
+use plainbounce::engine::{apply, Engine, Options, Outcome};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{mpsc, Arc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// sysexits.h: the MTA should try again later.
 const EX_TEMPFAIL: u8 = 75;
@@ -52,27 +53,45 @@ pub fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The rewritten message (`None`: send the original) and what happened.
+/// The rewritten message (`None`: send the original) and what happened. Most mail through
+/// a transport filter is not a bounce, so that is told first: building the engine (the
+/// knowledge base, the templates and their trial render) is most of a run's cost.
 fn filter(raw: &Arc<Vec<u8>>, config: Config) -> (Option<Vec<u8>>, String) {
-    let timeout = Duration::from_millis(config.timeout_ms);
+    let timeout_ms = config.timeout_ms;
+    // The budget is for the message's own work; building the engine is not counted.
+    let mut budget = Duration::from_millis(timeout_ms);
+    let input = Arc::clone(raw);
+    let started = Instant::now();
+    let bounce = match within(budget, timeout_ms, move || dsn::parse(&input)) {
+        Err(why) => return (None, format!("passed unchanged: {why}")),
+        Ok(Detection::NotBounce(why)) => return (None, format!("passed unchanged: not a bounce: {why}")),
+        Ok(Detection::Bounce(b)) => b,
+    };
+    budget = budget.saturating_sub(started.elapsed());
     let engine = match Engine::new(config) {
         Ok(e) => e,
         Err(e) => return (None, format!("passed unchanged: {e:#}")),
     };
-    // The engine runs in its own thread so that a hang cannot hold the mail: on timeout
-    // the original goes out and the process exits, ending the thread.
-    let (tx, rx) = mpsc::channel();
     let input = Arc::clone(raw);
-    std::thread::spawn(move || {
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match engine.process(&input) {
-            Outcome::Modify(m) => (Some(apply(&input, &m)), format!("rewritten: {}", m.summary)),
-            Outcome::Pass(why) => (None, format!("passed unchanged: {why}")),
-        }));
-        let _ = tx.send(result.unwrap_or_else(|_| (None, "passed unchanged: internal error (panic)".into())));
+    let done = within(budget, timeout_ms, move || match engine.process_bounce(&input, &bounce, &Options::default()) {
+        Outcome::Modify(m) => (Some(apply(&input, &m)), format!("rewritten: {}", m.summary)),
+        Outcome::Pass(why) => (None, format!("passed unchanged: {why}")),
     });
-    match rx.recv_timeout(timeout) {
+    done.unwrap_or_else(|why| (None, format!("passed unchanged: {why}")))
+}
+
+/// `work`'s result, run in its own thread so that a hang cannot hold the mail: over the
+/// budget (or on a panic) the reason instead, and the original goes out; the process then
+/// exits, ending the thread.
+fn within<T: Send + 'static>(budget: Duration, timeout_ms: u64, work: impl FnOnce() -> T + Send + 'static) -> Result<T, String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+        let _ = tx.send(result.map_err(|_| "internal error (panic)".to_string()));
+    });
+    match rx.recv_timeout(budget) {
         Ok(result) => result,
-        Err(mpsc::RecvTimeoutError::Timeout) => (None, format!("passed unchanged: took longer than timeout_ms ({} ms)", timeout.as_millis())),
-        Err(mpsc::RecvTimeoutError::Disconnected) => (None, "passed unchanged: internal error".into()),
+        Err(mpsc::RecvTimeoutError::Timeout) => Err(format!("took longer than timeout_ms ({timeout_ms} ms)")),
+        Err(mpsc::RecvTimeoutError::Disconnected) => Err("internal error".into()),
     }
 }
