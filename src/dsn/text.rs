@@ -49,7 +49,7 @@ pub(crate) struct Exchange {
 }
 
 /// What the prose of a bounce says.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Prose {
     /// The family whose wording it uses, once asked (see `family`).
     family: OnceCell<Option<&'static str>>,
