@@ -51,9 +51,13 @@ const FAMILIES: &[(&str, &str)] = &[
 static FAMILY_SET: LazyLock<PatternSet> =
     LazyLock::new(|| PatternSet::new(FAMILIES.iter().map(|&(name, re)| (name, re)), false).expect("family patterns are valid"));
 
-/// The family whose wording the text uses (the first sentence found; where families
-/// share it, the first in the table).
+/// How far into a bounce's text its family's sentences are looked for (they come first).
+pub(crate) const FAMILY_WINDOW: usize = 12 * 1024;
+
+/// The family whose wording the text uses (the first sentence found in its first
+/// `FAMILY_WINDOW` bytes; where families share it, the first in the table).
 pub(crate) fn family(text: &str) -> Option<&'static str> {
+    let text = super::text::truncate(text, FAMILY_WINDOW);
     let (_, m) = FAMILY_SET.leftmost(text)?;
     // Widen to whole lines so that anchored sentences match again.
     let start = text[..m.start].rfind('\n').map_or(0, |i| i + 1);
@@ -287,7 +291,7 @@ mod tests {
             let Ok(raw) = std::fs::read(entry.path()) else { continue };
             let raw = String::from_utf8_lossy(&raw).into_owned();
             texts.extend(raw.split("\n\n").map(String::from));
-            texts.push(super::super::text::truncate(&raw, 12 * 1024).to_string());
+            texts.push(super::super::text::truncate(&raw, FAMILY_WINDOW).to_string());
         }
         assert!(texts.len() > 2000, "corpus not found at {}", corpus.display());
         let mut found = 0;

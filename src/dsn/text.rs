@@ -116,7 +116,7 @@ impl Prose {
     /// The family whose wording the text uses (see `formats::FAMILIES`). Asked only of
     /// bounces without delivery-status fields, so not worked out for every message.
     pub(crate) fn family(&self) -> Option<&'static str> {
-        *self.family.get_or_init(|| formats::family(truncate(self.body(), 12 * 1024)))
+        *self.family.get_or_init(|| formats::family(self.body()))
     }
 
     /// The first address in angle brackets after the list starts, for bounces that name

@@ -87,8 +87,7 @@ impl KnowledgeBase {
                 None => bail!("rule {}: unknown cause {:?}", r.id, r.cause),
             }
         }
-        let (pattern_rules, mut code_rules): (Vec<usize>, Vec<usize>) =
-            (0..merged.rules.len()).partition(|&i| merged.rules[i].pattern.is_some());
+        let pattern_rules: Vec<usize> = (0..merged.rules.len()).filter(|&i| merged.rules[i].pattern.is_some()).collect();
         let names: Vec<String> = pattern_rules.iter().map(|&i| format!("rule {}", merged.rules[i].id)).collect();
         let patterns = PatternSet::new(
             pattern_rules.iter().zip(&names).map(|(&i, name)| (name.as_str(), merged.rules[i].pattern.as_deref().unwrap_or_default())),
@@ -100,7 +99,7 @@ impl KnowledgeBase {
         for (place, &i) in order.iter().enumerate() {
             rank[i] = place;
         }
-        code_rules.sort_by_key(|&i| rank[i]);
+        let code_rules = order.iter().copied().filter(|&i| merged.rules[i].pattern.is_none()).collect();
         Ok(KnowledgeBase {
             causes: merged.causes,
             cause_index,
