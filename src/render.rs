@@ -9,7 +9,7 @@
 
 use crate::config::Link;
 use anyhow::{bail, Context as _, Result};
-use handlebars::{Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderErrorReason};
+use handlebars::{BlockContext, Context, Handlebars, Helper, HelperDef, HelperResult, Output, RenderContext, RenderErrorReason, Renderable};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -193,7 +193,7 @@ fn registry(html: bool) -> Handlebars<'static> {
     if !html {
         reg.register_escape_fn(handlebars::no_escape);
     }
-    reg.register_helper("t", Box::new(translate));
+    reg.register_helper("t", Box::new(Translate));
     reg
 }
 
@@ -202,23 +202,37 @@ fn string_name(lang: &str, key: &str) -> String {
 }
 
 /// `{{t "key"}}` renders string `key` of the message's language with the whole message;
-/// `{{t "key" this}}` with the given data. Output is escaped by the string's own
-/// rendering (the registry's escape function), so it is written as is.
-fn translate(h: &Helper, r: &Handlebars, ctx: &Context, _: &mut RenderContext, out: &mut dyn Output) -> HelperResult {
-    let key = h.param(0).and_then(|p| p.value().as_str()).ok_or(RenderErrorReason::ParamNotFoundForIndex("t", 0))?;
-    let lang = ctx.data().get("lang").and_then(|v| v.as_str()).unwrap_or(BASE_LANGUAGE);
-    let name = string_name(lang, key);
-    if !r.has_template(&name) {
-        return Err(RenderErrorReason::Other(format!("no string {key:?} for language {lang:?}")).into());
+/// `{{t "key" this}}` with the given data. The string is rendered in place, in a block
+/// of its own (rooted at the data's path, or at the message), into the same output and
+/// with the registry's escape function: no render context, data copy or string per call.
+struct Translate;
+
+impl HelperDef for Translate {
+    fn call<'reg: 'rc, 'rc>(
+        &self,
+        h: &Helper<'rc>,
+        r: &'reg Handlebars<'reg>,
+        ctx: &'rc Context,
+        rc: &mut RenderContext<'reg, 'rc>,
+        out: &mut dyn Output,
+    ) -> HelperResult {
+        let key = h.param(0).and_then(|p| p.value().as_str()).ok_or(RenderErrorReason::ParamNotFoundForIndex("t", 0))?;
+        let lang = ctx.data().get("lang").and_then(|v| v.as_str()).unwrap_or(BASE_LANGUAGE);
+        let Some(string) = r.get_template(&string_name(lang, key)) else {
+            return Err(RenderErrorReason::Other(format!("no string {key:?} for language {lang:?}")).into());
+        };
+        let mut block = BlockContext::new();
+        if let Some(p) = h.param(1) {
+            match p.context_path() {
+                Some(path) => block.base_path_mut().clone_from(path),
+                None => block.set_base_value(p.value().clone()),
+            }
+        }
+        rc.push_block(block);
+        let rendered = string.render(r, ctx, rc, out);
+        rc.pop_block();
+        rendered
     }
-    // With no data given, render with the message's own context (no copy of it); with
-    // data, a copy of just that value (`render` would serialise it through serde).
-    let text = match h.param(1) {
-        Some(p) => r.render_with_context(&name, &Context::from(p.value().clone()))?,
-        None => r.render_with_context(&name, ctx)?,
-    };
-    out.write(&text)?;
-    Ok(())
 }
 
 /// Add the layouts and strings of one template directory.

@@ -27,6 +27,24 @@ fn template_dir_overrides_layouts_and_strings() {
     assert_eq!(html, "<p>SHORT <b>bob@example.net</b></p>\n");
 }
 
+/// `{{t "key"}}` sees the whole message even inside `each`; `{{t "key" this}}` sees
+/// the recipient, and so does a computed value (a copy, having no path).
+#[test]
+fn strings_render_with_the_message_or_the_data_given() {
+    let layout = "{{#each recipients}}[{{t \"mine\" this}}|{{t \"whole\"}}|{{t \"mine\" (lookup ../recipients @index)}}]{{/each}}\n";
+    let dir = temp_dir(
+        "strings",
+        &[
+            ("bounce.txt.hbs", layout),
+            ("bounce.html.hbs", SHORT_HTML),
+            ("lang/en.toml", "mine = \"{{address}}\"\nwhole = \"{{lang}}\"\n"),
+        ],
+    );
+    let engine = test_engine(&format!("template_dir = {:?}\n", dir));
+    let (_, out) = rewrite_fixture(&engine, "postfix-userunknown.eml");
+    assert_eq!(notification(&out).0, "[bob@example.net|en|bob@example.net]\n");
+}
+
 #[test]
 fn per_domain_template_name_dir_and_language_layouts() {
     let dir = temp_dir(
