@@ -298,7 +298,7 @@ fn is_delayed(r: &RecipientFacts) -> bool {
 
 /// The first address in the To: header.
 fn to_address(raw: &[u8]) -> Option<String> {
-    let msg = mail_parser::MessageParser::new().parse_headers(raw)?;
+    let msg = dsn::PARSER.parse_headers(raw)?;
     msg.to()?.first()?.address().map(str::to_string)
 }
 

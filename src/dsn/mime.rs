@@ -49,9 +49,9 @@ pub(crate) struct Headers {
     pub apple_unsubscribe: bool,
 }
 
-/// Parse a message; `None` when it has no header at all.
-/// The parser for bounces: MIME headers, and the only others read through mail-parser
-/// (From, To, Subject); the rest are skipped, and read raw from their offsets when needed.
+/// The parser for bounces (and for the headers `rewrite` reads): MIME headers, and the
+/// only others read through mail-parser (From, To, Subject); the rest are skipped, and
+/// read raw from their offsets when needed.
 /// By default mail-parser parses every known header, `Received:` lines too (a fifth of
 /// the parse, for nothing), and copies every other one into a string.
 pub(crate) static PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
@@ -63,6 +63,7 @@ pub(crate) static PARSER: LazyLock<MessageParser> = LazyLock::new(|| {
         .header_text(HeaderName::Subject)
 });
 
+/// Parse a message; `None` when it has no header at all.
 pub(crate) fn view(raw: &[u8]) -> Option<View> {
     let msg = PARSER.parse(raw)?;
     if msg.headers().is_empty() {

@@ -12,6 +12,7 @@ mod report;
 mod text;
 mod trim;
 
+pub(crate) use mime::PARSER;
 pub(crate) use reply::command_in;
 
 use serde::Serialize;

@@ -13,7 +13,7 @@ pub mod headers;
 use crate::engine::HeaderEdit;
 use anyhow::{bail, Result};
 use headers::Head;
-use mail_parser::{MessageParser, MimeHeaders};
+use mail_parser::MimeHeaders;
 
 /// The new human-readable content.
 pub struct Notification<'a> {
@@ -122,7 +122,7 @@ pub fn head_suffices(head: &[u8]) -> Result<(), String> {
 
 /// The boundary of a multipart/report or multipart/mixed message.
 fn top_boundary(head: &Head) -> Option<String> {
-    let msg = MessageParser::new().parse_headers(head.raw)?;
+    let msg = crate::dsn::PARSER.parse_headers(head.raw)?;
     let ct = msg.content_type()?;
     let subtype = ct.subtype().unwrap_or("").to_ascii_lowercase();
     if !ct.ctype().eq_ignore_ascii_case("multipart") || !matches!(subtype.as_str(), "report" | "mixed") {
@@ -161,7 +161,7 @@ fn human_readable(part: &[u8]) -> bool {
     let ct = if part.starts_with(b"\n") || part.starts_with(b"\r\n") {
         None
     } else {
-        MessageParser::new().parse_headers(part).and_then(|m| m.content_type().map(|c| (c.ctype().to_ascii_lowercase(), c.subtype().map(str::to_ascii_lowercase))))
+        crate::dsn::PARSER.parse_headers(part).and_then(|m| m.content_type().map(|c| (c.ctype().to_ascii_lowercase(), c.subtype().map(str::to_ascii_lowercase))))
     };
     match ct {
         None => true,
