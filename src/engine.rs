@@ -108,8 +108,15 @@ impl Engine {
     /// every language once with sample bounces, so that a broken template is refused
     /// here rather than discovered on a real bounce.
     pub fn new(config: Config) -> Result<Engine> {
-        let kb = KnowledgeBase::with_files(&config.kb_files)?;
-        let policies = Policies::new(&config)?;
+        // The knowledge base and the templates, the two big parts of start-up, load side
+        // by side: a `rewrite` run (one per message as an Exim transport filter) is mostly
+        // start-up.
+        let (kb, policies) = std::thread::scope(|s| {
+            let kb = s.spawn(|| KnowledgeBase::with_files(&config.kb_files));
+            let policies = Policies::new(&config);
+            (kb.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), policies)
+        });
+        let (kb, policies) = (kb?, policies?);
         let engine = Engine { config, kb, policies };
         engine.trial_render()?;
         Ok(engine)
