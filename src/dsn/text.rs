@@ -9,7 +9,7 @@
 use super::address;
 use super::formats::{
     self, ADDRESS_NOISE, DELAYED, DELIVERY_TARGET, GENERATED, GENERATED_BY, GENERATED_FROM, LEAD_IN, NOT_A_RECIPIENT_PHRASE,
-    ORIGINAL_STARTS, PHRASE_THEN_ADDRESS, RCPT_COMMAND, RCPT_TO, REPORTER, SECTION_START, SUMMARY_LINE,
+    ORIGINAL_STARTS, PHRASE_THEN_ADDRESS, PHRASE_WORDS, RCPT_COMMAND, RCPT_TO, REPORTER, SECTION_START, SUMMARY_LINE,
 };
 use super::reply::{self, Reply};
 use std::borrow::Cow;
@@ -285,7 +285,7 @@ fn recipient_line(line: &str) -> Option<(String, String, bool)> {
         return Some((addr, if sentence { t.to_string() } else { rest }, false));
     }
     let c = PHRASE_THEN_ADDRESS.captures(t)?;
-    if NOT_A_RECIPIENT_PHRASE.is_match(&c[1]) {
+    if c[1].split_whitespace().count() > PHRASE_WORDS || NOT_A_RECIPIENT_PHRASE.is_match(&c[1]) {
         return None;
     }
     Some((c[2].to_string(), c[1].to_string(), false))
@@ -501,6 +501,10 @@ mod tests {
         );
         assert_eq!(recipient_line("Reply-To: a@b.example"), None);
         assert_eq!(recipient_line("Please contact a@b.example for help"), None);
+        // A phrase of nine words names a recipient; a sentence of ten does not.
+        let nine = "Mail for this user could not be delivered here";
+        assert_eq!(rl(&format!("{nine}: a@b.example")).map(|r| r.1), Some(nine.to_string()));
+        assert_eq!(recipient_line(&format!("So {nine}: a@b.example")), None);
         assert_eq!(recipient_line(">>> RCPT To:<a@b.example>").map(|r| r.0), Some("a@b.example".into()));
     }
 
