@@ -9,7 +9,7 @@
 
 use crate::config::Link;
 use anyhow::{bail, Context as _, Result};
-use handlebars::{BlockContext, Context, Handlebars, Helper, HelperDef, HelperResult, Output, RenderContext, RenderErrorReason, Renderable};
+use handlebars::{BlockContext, Context, Handlebars, Helper, HelperDef, HelperResult, Output, RenderContext, RenderErrorReason, Renderable, Template};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -141,10 +141,13 @@ impl TemplateSet {
         }
         for (lang, table) in &strings {
             for (key, src) in table {
-                for reg in [&mut html, &mut text] {
-                    reg.register_template_string(&string_name(lang, key), src)
-                        .with_context(|| format!("string {key:?} of language {lang:?}"))?;
-                }
+                // Compiled once for both registries: a template does not depend on the
+                // escape function, which the registry applies when it renders.
+                let name = string_name(lang, key);
+                let template = Template::compile_with_name(src, name.clone())
+                    .with_context(|| format!("string {key:?} of language {lang:?}"))?;
+                html.register_template(&name, template.clone());
+                text.register_template(&name, template);
             }
         }
         names.retain(|n| html.has_template(n) && text.has_template(n));

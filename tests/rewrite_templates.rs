@@ -45,6 +45,22 @@ fn strings_render_with_the_message_or_the_data_given() {
     assert_eq!(notification(&out).0, "[bob@example.net|en|bob@example.net]\n");
 }
 
+/// A string is compiled once for both parts; each part still escapes as its own
+/// registry does: HTML-escaped in the HTML part, verbatim in the text part.
+#[test]
+fn one_string_escapes_per_part() {
+    let layout = "{{#each recipients}}[{{t \"diag\" this}}]{{/each}}\n";
+    let dir = temp_dir(
+        "escape",
+        &[("bounce.txt.hbs", layout), ("bounce.html.hbs", layout), ("lang/en.toml", "diag = \"{{diagnostic}}\"\n")],
+    );
+    let engine = test_engine(&format!("template_dir = {:?}\n", dir));
+    let (_, out) = rewrite_fixture(&engine, "injection.eml");
+    let (text, html) = notification(&out);
+    assert!(text.contains("<script>alert(\"x\")</script>"), "{text}");
+    assert!(html.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;") && !html.contains("<script"), "{html}");
+}
+
 #[test]
 fn per_domain_template_name_dir_and_language_layouts() {
     let dir = temp_dir(
