@@ -6,7 +6,8 @@
 //! the PikeVM (≈ 2 ms per new text); one big alternation loses the regex engine's literal
 //! prefilters. Instead, a literal that every match of a pattern must begin (or end) with,
 //! or failing that contain, is taken from each pattern, and one Aho-Corasick scan over the
-//! text finds the few patterns whose literals occur; only those run their own regex.
+//! text finds the few patterns whose literals occur; only those run their own regex,
+//! anchored where the literal occurs when the literals begin every match.
 //! Regexes are compiled on first use, so start-up pays only for the scanner, and without
 //! the regex engine's own literal prefilter: the scanner has done that job, and building
 //! it was more than half of each pattern's compile time.
@@ -32,6 +33,16 @@ const MIN_LITERAL: usize = 3;
 /// Kelvin sign (k) and the long s (s). The scanner folds ASCII case only, so a text with
 /// either one runs every pattern (see the test `ascii_letters_fold_only_to_kelvin_and_long_s`).
 const NON_ASCII_FOLDS: [char; 2] = ['\u{212A}', '\u{17F}'];
+
+/// What one scan of a text found (see `PatternSet::found`).
+struct Found {
+    /// Per pattern: worth running.
+    hit: Vec<bool>,
+    /// (pattern, start) of each literal of a pattern whose literals begin its matches,
+    /// sorted; `None` when the text has a character the scanner cannot fold (every
+    /// pattern is then searched for).
+    starts: Option<Vec<(usize, usize)>>,
+}
 
 /// Patterns, each compiled on first use.
 pub struct PatternSet {
@@ -88,16 +99,18 @@ impl PatternSet {
 
     /// Indices of the patterns that match `text`, in ascending order.
     pub fn matching(&self, text: &str) -> Vec<usize> {
-        self.candidates(text).into_iter().filter(|&i| self.is_match(i, text)).collect()
+        let found = self.found(text);
+        (0..self.len()).filter(|&i| found.hit[i] && self.matches(i, text, &found)).collect()
     }
 
     /// Of the patterns that `rank` ranks (`Some`), the one ranked lowest that matches `text`:
     /// regexes run in rank order and stop at the first match, so a caller that wants the
     /// best match skips those that could only lose.
     pub fn best_match<K: Ord>(&self, text: &str, rank: impl Fn(usize) -> Option<K>) -> Option<usize> {
-        let mut ranked: Vec<(K, usize)> = self.candidates(text).into_iter().filter_map(|i| Some((rank(i)?, i))).collect();
+        let found = self.found(text);
+        let mut ranked: Vec<(K, usize)> = (0..self.len()).filter(|&i| found.hit[i]).filter_map(|i| Some((rank(i)?, i))).collect();
         ranked.sort_unstable();
-        ranked.into_iter().map(|(_, i)| i).find(|&i| self.is_match(i, text))
+        ranked.into_iter().map(|(_, i)| i).find(|&i| self.matches(i, text, &found))
     }
 
     /// The leftmost match of any pattern (the pattern's index and the matched range); of
@@ -148,13 +161,36 @@ impl PatternSet {
         Ok(())
     }
 
-    /// Patterns whose literals occur in `text`, plus those without literals.
-    fn candidates(&self, text: &str) -> Vec<usize> {
+    /// Which patterns may match `text` (their literals occur, or they have none), and
+    /// where the literals of those whose literals begin every match occur.
+    fn found(&self, text: &str) -> Found {
         if text.contains(NON_ASCII_FOLDS) {
-            return (0..self.len()).collect();
+            return Found { hit: vec![true; self.len()], starts: None };
         }
-        let hit = self.marked(text, |_, _| {});
-        (0..self.len()).filter(|&i| hit[i]).collect()
+        let mut starts: Vec<(usize, usize)> = Vec::new();
+        let hit = self.marked(text, |at, i| {
+            if self.prefixed[i] {
+                starts.push((i, at));
+            }
+        });
+        starts.sort_unstable();
+        starts.dedup();
+        Found { hit, starts: Some(starts) }
+    }
+
+    /// Whether pattern `i` matches `text`: tried only where its literals begin, anchored,
+    /// when they begin every match (an anchored search reads only as far as the match
+    /// could go, and its lazy DFA has fewer states to build), else searched for.
+    fn matches(&self, i: usize, text: &str, found: &Found) -> bool {
+        let Some(starts) = found.starts.as_deref().filter(|_| self.prefixed[i]) else {
+            return self.is_match(i, text);
+        };
+        let Some(re) = self.regex(i) else { return false };
+        let from = starts.partition_point(|&(p, _)| p < i);
+        starts[from..]
+            .iter()
+            .take_while(|&&(p, _)| p == i)
+            .any(|&(_, at)| re.is_match(Input::new(text).range(at..).anchored(Anchored::Yes)))
     }
 
     /// Per pattern, whether it is worth running on `text`: it has no literal, or one of
@@ -298,6 +334,21 @@ mod tests {
         let m = matcher(&[r"\bdenied\b"]);
         assert!(m.matching("undeniedly").is_empty());
         assert_eq!(m.matching("is denied."), vec![0]);
+    }
+
+    /// `matching` and `best_match` try a pattern whose literals begin its matches only at
+    /// those literals: look-behind still sees the text before one, and every occurrence
+    /// is tried, not only the first.
+    #[test]
+    fn matches_are_tried_at_every_literal() {
+        let m = matcher(&[r"\bdenied\b", r"\brelay(ing)? denied for \S+@", "quota"]);
+        assert!(m.prefixed[0] && m.prefixed[1]);
+        assert_eq!(m.matching("undenied, deniedly; denied."), vec![0]);
+        assert_eq!(m.matching("relay denied; relaying denied for a@b"), vec![0, 1]);
+        assert_eq!(m.matching("prelaying denied for a@b"), vec![0]);
+        assert_eq!(m.best_match("relaying denied for a@b; quota", |i| (i != 0).then_some(i)), Some(1));
+        assert_eq!(m.best_match("relaying denied for a@b; quota", |i| (i != 0).then_some(usize::MAX - i)), Some(2));
+        assert_eq!(m.best_match("undenied", Some), None);
     }
 
     #[test]
